@@ -1,0 +1,1 @@
+"""AccessHive's own users: API tokens for automation and the demo admin."""

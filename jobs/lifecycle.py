@@ -1,0 +1,225 @@
+"""Every status change of a job: conditional updates that never move a job backwards."""
+
+import logging
+import traceback
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from jobs.models import (
+    AttemptOutcome,
+    Job,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    JobStatusCount,
+)
+
+log = logging.getLogger(__name__)
+
+
+def shift_counts(job_type: str, changes: dict[str, int]) -> None:
+    """Apply +/- deltas to the per-status counters, in a fixed order so two
+    transactions never lock the same counter rows in opposite orders."""
+    for status, delta in sorted(changes.items()):
+        if delta == 0:
+            continue
+        updated = JobStatusCount.objects.filter(job_type=job_type, status=status).update(
+            count=F("count") + delta
+        )
+        if not updated:
+            JobStatusCount.objects.bulk_create(
+                [JobStatusCount(job_type=job_type, status=status, count=0)],
+                ignore_conflicts=True,
+            )
+            JobStatusCount.objects.filter(job_type=job_type, status=status).update(
+                count=F("count") + delta
+            )
+
+
+def transition(
+    job_id: int,
+    *,
+    allowed: tuple[str, ...],
+    to_status: str,
+    condition: Q | None = None,
+    **fields: Any,
+) -> str | None:
+    """Move a job to ``to_status`` if it is in one of ``allowed`` (and matches ``condition``).
+
+    Returns the status it left, or None when the job was not in a state that allows the
+    move. Call inside a transaction: the row is locked until it commits.
+    """
+    row = (
+        Job.objects.select_for_update()
+        .filter(pk=job_id)
+        .values_list("status", "job_type")
+        .first()
+    )
+    if row is None or row[0] not in allowed:
+        return None
+    from_status, job_type = row
+    query = Q(pk=job_id, status=from_status)
+    if condition is not None:
+        query &= condition
+    if not Job.objects.filter(query).update(status=to_status, **fields):
+        return None
+    if from_status != to_status:
+        shift_counts(job_type, {from_status: -1, to_status: +1})
+    return str(from_status)
+
+
+def error_fields(exc: BaseException, message: str | None = None) -> dict[str, str]:
+    return {
+        "error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "error_message": message or str(exc) or type(exc).__name__,
+        "error_traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> JobAttempt | None:
+    """Claim the job for one delivery of its message; None means the delivery is stale."""
+    now = timezone.now()
+    lost_cutoff = now - timedelta(seconds=settings.JOB_HARD_TIMEOUT)
+    fields: dict[str, Any] = {
+        "retries": retries,
+        "attempt_count": F("attempt_count") + 1,
+        "attempt_started_at": now,
+        "started_at": now,
+        "next_attempt_at": None,
+    }
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or str(job.celery_task_id) != str(task_id):
+            return None
+        if job.status in (JobStatus.PENDING, JobStatus.RETRYING) and job.retries == retries:
+            pass
+        elif job.status == JobStatus.RUNNING and (
+            retries > job.retries
+            or (retries == job.retries and job.attempt_started_at and job.attempt_started_at < lost_cutoff)
+        ):
+            # Celery re-sent the message because the process running the previous attempt
+            # died (retry_on_worker_lost), or the broker redelivered it long after any attempt
+            # could still be alive: the previous attempt is lost.
+            JobAttempt.objects.filter(job_id=job_id, outcome=AttemptOutcome.RUNNING).update(
+                outcome=AttemptOutcome.LOST,
+                finished_at=now,
+                error_class="celery.exceptions.WorkerLostError",
+                error_message="The worker running this attempt stopped before it finished.",
+            )
+        else:
+            return None
+        if job.started_at is not None:
+            fields["started_at"] = job.started_at
+        if transition(job_id, allowed=(job.status,), to_status=JobStatus.RUNNING, **fields) is None:
+            return None
+        job.refresh_from_db()
+        return JobAttempt.objects.create(
+            job=job, number=job.attempt_count, retries=retries, worker=worker, started_at=now
+        )
+
+
+def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        left = transition(
+            attempt.job_id,
+            allowed=(JobStatus.RUNNING,),
+            to_status=JobStatus.COMPLETED,
+            condition=Q(attempt_count=attempt.number),
+            result=result,
+            completed_at=now,
+            next_attempt_at=None,
+            error_class="",
+            error_message="",
+            error_traceback="",
+        )
+        if left is None:
+            return False
+        JobAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=AttemptOutcome.SUCCEEDED, finished_at=now
+        )
+    return True
+
+
+def fail_attempt(
+    attempt: JobAttempt,
+    exc: BaseException,
+    *,
+    will_retry: bool,
+    timed_out: bool = False,
+    message: str | None = None,
+) -> bool:
+    """Record a failed attempt; the job becomes retrying, or failed when it will not retry."""
+    now = timezone.now()
+    errors = error_fields(exc, message)
+    next_at = now + timedelta(seconds=backoff_seconds(attempt.retries)) if will_retry else None
+    with transaction.atomic():
+        left = transition(
+            attempt.job_id,
+            allowed=(JobStatus.RUNNING,),
+            to_status=JobStatus.RETRYING if will_retry else JobStatus.FAILED,
+            condition=Q(attempt_count=attempt.number),
+            completed_at=None if will_retry else now,
+            next_attempt_at=next_at,
+            retries=attempt.retries + 1 if will_retry else attempt.retries,
+            dispatched_at=now,
+            **errors,
+        )
+        if left is None:
+            return False
+        JobAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED,
+            finished_at=now,
+            next_attempt_at=next_at,
+            **errors,
+        )
+    return True
+
+
+def backoff_seconds(retries: int) -> int:
+    """The wait before the retry that follows attempt ``retries`` (0-based), as Celery computes
+    it for ``retry_backoff`` without jitter: base * 2**retries, capped."""
+    return int(min(settings.JOB_BACKOFF_MAX, settings.JOB_BACKOFF_BASE * (2**retries)))
+
+
+def record_next_attempt(job_id: int, *, retries: int, at: datetime) -> None:
+    """Store the time Celery actually scheduled the retry for (it may add jitter)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(
+            pk=job_id, status=JobStatus.RETRYING, retries=retries
+        ).first()
+        if job is None:
+            return
+        Job.objects.filter(pk=job_id).update(next_attempt_at=at, dispatched_at=at)
+        JobAttempt.objects.filter(job_id=job_id, number=job.attempt_count).update(
+            next_attempt_at=at
+        )
+
+
+def reset_for_retry(job_id: int, *, actor: Any) -> bool:
+    """Failed → pending with a fresh retry budget and a new message id; atomic, once."""
+    now = timezone.now()
+    with transaction.atomic():
+        left = transition(
+            job_id,
+            allowed=(JobStatus.FAILED,),
+            to_status=JobStatus.PENDING,
+            celery_task_id=uuid.uuid4(),
+            retries=0,
+            completed_at=None,
+            next_attempt_at=None,
+            dispatched_at=now,
+        )
+        if left is None:
+            return False
+        JobEvent.objects.create(
+            job_id=job_id, kind=JobEvent.Kind.RETRIED, actor=actor, at=now,
+            message=f"Retried by {actor.get_username()}",
+        )
+    return True

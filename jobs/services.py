@@ -1,0 +1,91 @@
+"""The way into the job engine: enqueue a job, retry a failed one, send or re-send messages."""
+
+import logging
+import re
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+
+from jobs import lifecycle, registry
+from jobs.models import Job, JobStatus, JobType, Trigger
+
+log = logging.getLogger(__name__)
+
+# Parameters are shown on the dashboard and stored in plain text: a key that names a secret
+# is refused outright, so a caller cannot put one there by accident. Store a vault reference.
+SECRET_KEY_PATTERN = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential(?!_ref)", re.I
+)
+
+
+class InvalidJobError(ValueError):
+    """The job cannot be enqueued as asked (unknown type, a secret in its parameters)."""
+
+
+def check_params(params: dict[str, Any], path: str = "params") -> None:
+    for key, value in params.items():
+        if SECRET_KEY_PATTERN.search(str(key)) and not str(key).endswith("_ref"):
+            raise InvalidJobError(
+                f"{path}.{key}: job parameters must not carry secrets; pass a vault reference"
+            )
+        if isinstance(value, dict):
+            check_params(value, f"{path}.{key}")
+
+
+def enqueue(
+    job_type: str,
+    *,
+    subject: models.Model | None = None,
+    params: dict[str, Any] | None = None,
+    triggered_by: Any = None,
+    trigger: str = Trigger.USER,
+    trigger_label: str = "",
+) -> Job:
+    """Record a job and send its message once the surrounding transaction commits."""
+    if job_type not in JobType.values and registry.get_handler(job_type) is None:
+        raise InvalidJobError(f"unknown job type: {job_type!r}")
+    params = params or {}
+    check_params(params)
+    if triggered_by is not None and not trigger_label:
+        trigger_label = triggered_by.get_username()
+    with transaction.atomic():
+        job = Job.objects.create(
+            job_type=job_type,
+            subject_type=ContentType.objects.get_for_model(subject) if subject else None,
+            subject_id=str(subject.pk) if subject else "",
+            subject_label=str(subject)[:255] if subject else "",
+            params=params,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            trigger_label=trigger_label,
+        )
+        lifecycle.shift_counts(job_type, {JobStatus.PENDING: +1})
+        send_on_commit(job)
+    return job
+
+
+def retry_job(job: Job, *, actor: Any) -> bool:
+    """Retry a failed job with a fresh retry budget; False if it was not failed (any more)."""
+    with transaction.atomic():
+        if not lifecycle.reset_for_retry(job.pk, actor=actor):
+            return False
+        job.refresh_from_db()
+        send_on_commit(job)
+    return True
+
+
+def send_on_commit(job: Job) -> None:
+    job_id, task_id, retries = job.pk, str(job.celery_task_id), job.retries
+    transaction.on_commit(lambda: send(job_id, task_id=task_id, retries=retries), robust=True)
+
+
+def send(job_id: int, *, task_id: str, retries: int) -> None:
+    """Publish the job's message. If the broker is down the job stays pending and the
+    sweeper sends it again later, so a failure here is logged, not raised."""
+    from jobs.tasks import run_job
+
+    try:
+        run_job.apply_async(args=[job_id], task_id=task_id, retries=retries)
+    except Exception:
+        log.exception("jobs.send.failed", extra={"job_id": job_id})

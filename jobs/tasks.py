@@ -1,0 +1,63 @@
+"""The one Celery task that runs every job type, and the sweeper's periodic task."""
+
+from datetime import timedelta
+from typing import Any
+
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery import Task, shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from jobs import lifecycle, runner, sweeper
+from jobs.errors import TransientError
+
+
+class JobTask(Task):  # type: ignore[type-arg]
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        limit = self.max_retries if max_retries is None else max_retries
+        if self.request.retries < limit:
+            at = eta or timezone.now() + timedelta(seconds=countdown or 0)
+            lifecycle.record_next_attempt(
+                self.request.args[0], retries=self.request.retries + 1, at=at
+            )
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+
+@shared_task(
+    bind=True,
+    base=JobTask,
+    name="jobs.run_job",
+    autoretry_for=(TransientError, SoftTimeLimitExceeded),
+    retry_backoff=settings.JOB_BACKOFF_BASE,
+    retry_backoff_max=settings.JOB_BACKOFF_MAX,
+    retry_jitter=settings.JOB_BACKOFF_JITTER,
+    max_retries=settings.JOB_MAX_RETRIES,
+    soft_time_limit=settings.JOB_TIMEOUT,
+    time_limit=settings.JOB_HARD_TIMEOUT,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    retry_on_worker_lost=True,
+)
+def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
+    return runner.execute(
+        job_id,
+        task_id=self.request.id,
+        retries=self.request.retries,
+        max_retries=self.max_retries,
+        worker=self.request.hostname or "",
+    )
+
+
+@shared_task(name="jobs.sweep", ignore_result=True)
+def sweep() -> dict[str, int]:
+    return sweeper.sweep()
