@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "template_partials",
     "accounts",
     "jobs",
+    "vault",
 ]
 
 MIDDLEWARE = [
@@ -193,3 +194,18 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Keep the worker's database connection between tasks instead of reconnecting per task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+
+# --- Vault ----------------------------------------------------------------------------------
+# Empty: credentials are kept AES-256-GCM encrypted in our database (the embedded vault) with
+# VAULT_EMBEDDED_KEYS. A URL: they live in HashiCorp Vault's KV v2 engine at VAULT_MOUNT.
+VAULT_ADDR = os.environ.get("VAULT_ADDR", "")
+# Either a token, or AppRole (role id + secret id); setting both is a configuration error.
+VAULT_TOKEN = os.environ.get("VAULT_TOKEN", "")
+VAULT_ROLE_ID = os.environ.get("VAULT_ROLE_ID", "")
+VAULT_SECRET_ID = os.environ.get("VAULT_SECRET_ID", "")
+VAULT_APPROLE_MOUNT = os.environ.get("VAULT_APPROLE_MOUNT", "approle")
+VAULT_MOUNT = os.environ.get("VAULT_MOUNT", "secret")
+VAULT_PATH_PREFIX = os.environ.get("VAULT_PATH_PREFIX", "accesshive")
+VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 10)
+# "key_id:base64key" entries, comma-separated, newest first (manage.py vault_generate_key).
+VAULT_EMBEDDED_KEYS = env_list("ACCESSHIVE_VAULT_KEYS", [])

@@ -56,10 +56,7 @@ def transition(
     move. Call inside a transaction: the row is locked until it commits.
     """
     row = (
-        Job.objects.select_for_update()
-        .filter(pk=job_id)
-        .values_list("status", "job_type")
-        .first()
+        Job.objects.select_for_update().filter(pk=job_id).values_list("status", "job_type").first()
     )
     if row is None or row[0] not in allowed:
         return None
@@ -101,7 +98,11 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
             pass
         elif job.status == JobStatus.RUNNING and (
             retries > job.retries
-            or (retries == job.retries and job.attempt_started_at and job.attempt_started_at < lost_cutoff)
+            or (
+                retries == job.retries
+                and job.attempt_started_at
+                and job.attempt_started_at < lost_cutoff
+            )
         ):
             # Celery re-sent the message because the process running the previous attempt
             # died (retry_on_worker_lost), or the broker redelivered it long after any attempt
@@ -191,9 +192,11 @@ def backoff_seconds(retries: int) -> int:
 def record_next_attempt(job_id: int, *, retries: int, at: datetime) -> None:
     """Store the time Celery actually scheduled the retry for (it may add jitter)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(
-            pk=job_id, status=JobStatus.RETRYING, retries=retries
-        ).first()
+        job = (
+            Job.objects.select_for_update()
+            .filter(pk=job_id, status=JobStatus.RETRYING, retries=retries)
+            .first()
+        )
         if job is None:
             return
         Job.objects.filter(pk=job_id).update(next_attempt_at=at, dispatched_at=at)
@@ -219,7 +222,10 @@ def reset_for_retry(job_id: int, *, actor: Any) -> bool:
         if left is None:
             return False
         JobEvent.objects.create(
-            job_id=job_id, kind=JobEvent.Kind.RETRIED, actor=actor, at=now,
+            job_id=job_id,
+            kind=JobEvent.Kind.RETRIED,
+            actor=actor,
+            at=now,
             message=f"Retried by {actor.get_username()}",
         )
     return True

@@ -206,4 +206,3 @@ class JobStatusCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_type}/{self.status}: {self.count}"
-

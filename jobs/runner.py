@@ -14,10 +14,15 @@ from jobs.errors import PermanentError, TransientError
 log = logging.getLogger(__name__)
 
 
-def execute(job_id: int, *, task_id: str, retries: int, max_retries: int, worker: str) -> dict[str, Any]:
+def execute(
+    job_id: int, *, task_id: str, retries: int, max_retries: int, worker: str
+) -> dict[str, Any]:
     attempt = lifecycle.start_attempt(job_id, task_id=task_id, retries=retries, worker=worker)
     if attempt is None:
-        log.info("jobs.delivery.ignored", extra={"job_id": job_id, "task_id": task_id, "retries": retries})
+        log.info(
+            "jobs.delivery.ignored",
+            extra={"job_id": job_id, "task_id": task_id, "retries": retries},
+        )
         return {"job_id": job_id, "ignored": "stale or duplicate delivery"}
     job = attempt.job
     context = {"job_id": job_id, "job_type": job.job_type, "attempt": attempt.number}

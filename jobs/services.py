@@ -86,6 +86,8 @@ def send(job_id: int, *, task_id: str, retries: int) -> None:
     from jobs.tasks import run_job
 
     try:
-        run_job.apply_async(args=[job_id], task_id=task_id, retries=retries)
+        # No time limits in the message: the worker's own settings decide them.
+        options: dict[str, Any] = {"retries": retries, "time_limit": None, "soft_time_limit": None}
+        run_job.apply_async(args=(job_id,), task_id=task_id, **options)
     except Exception:
         log.exception("jobs.send.failed", extra={"job_id": job_id})

@@ -45,8 +45,11 @@ def resend(job_id: int, *, cutoff: object) -> bool:
             return False
         Job.objects.filter(pk=job_id).update(celery_task_id=uuid.uuid4(), dispatched_at=now)
         JobEvent.objects.create(
-            job_id=job_id, kind=JobEvent.Kind.RESENT, at=now,
-            message="Its message was not picked up in time (broker restarted or flushed?); sent again.",
+            job_id=job_id,
+            kind=JobEvent.Kind.RESENT,
+            at=now,
+            message="Its message was not picked up in time (broker restarted or flushed?); "
+            "sent again.",
         )
         job.refresh_from_db()
         services.send_on_commit(job)
@@ -85,8 +88,10 @@ def recover(job_id: int, *, now: object, grace: timedelta) -> bool:
             outcome=AttemptOutcome.LOST, finished_at=timezone.now(), **errors
         )
         JobEvent.objects.create(
-            job_id=job_id, kind=JobEvent.Kind.RECOVERED,
-            message="Recovered from a lost worker; " + ("retrying." if will_retry else "no retries left."),
+            job_id=job_id,
+            kind=JobEvent.Kind.RECOVERED,
+            message="Recovered from a lost worker; "
+            + ("retrying." if will_retry else "no retries left."),
         )
         if will_retry:
             job.refresh_from_db()

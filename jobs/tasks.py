@@ -12,12 +12,12 @@ from jobs import lifecycle, runner, sweeper
 from jobs.errors import TransientError
 
 
-class JobTask(Task):  # type: ignore[type-arg]
-    def retry(  # type: ignore[override]
+class JobTask(Task[Any, Any]):
+    def retry(
         self,
         args: Any = None,
         kwargs: Any = None,
-        exc: BaseException | None = None,
+        exc: Exception | None = None,
         throw: bool = True,
         eta: Any = None,
         countdown: float | None = None,
@@ -25,11 +25,10 @@ class JobTask(Task):  # type: ignore[type-arg]
         **options: Any,
     ) -> Any:
         limit = self.max_retries if max_retries is None else max_retries
-        if self.request.retries < limit:
+        retries = self.request.retries or 0
+        if limit is not None and retries < limit and self.request.args:
             at = eta or timezone.now() + timedelta(seconds=countdown or 0)
-            lifecycle.record_next_attempt(
-                self.request.args[0], retries=self.request.retries + 1, at=at
-            )
+            lifecycle.record_next_attempt(self.request.args[0], retries=retries + 1, at=at)
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
 
@@ -47,13 +46,15 @@ class JobTask(Task):  # type: ignore[type-arg]
     acks_late=True,
     reject_on_worker_lost=True,
     retry_on_worker_lost=True,
+    # The wait before Celery re-sends a job whose pool process died (retry_on_worker_lost).
+    default_retry_delay=settings.JOB_BACKOFF_BASE,
 )
 def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
     return runner.execute(
         job_id,
-        task_id=self.request.id,
-        retries=self.request.retries,
-        max_retries=self.max_retries,
+        task_id=str(self.request.id),
+        retries=self.request.retries or 0,
+        max_retries=self.max_retries or 0,
         worker=self.request.hostname or "",
     )
 

@@ -1,0 +1,48 @@
+# AccessHive developer entry points. `make run` needs no servers; `make test` is the one test command.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean venv
+
+# The venv is made once with the machine's python3; the install re-runs only when
+# pyproject.toml is newer than the stamp (or the last install failed).
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/dev.py --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_SECRET_KEY=x $(BIN)/mypy .
+
+# pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code.
+test: lint
+	@rc=0; bash scripts/services.sh $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
+	exit $$rc
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f"; $(BIN)/python $$f || exit 1; \
+	done
+
+# Leaves .venv and var/'s data (local database, secret key, admin password) alone.
+clean:
+	-bash scripts/services.sh stop
+	rm -rf .pytest_cache .mypy_cache .ruff_cache var/services var/staticfiles
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

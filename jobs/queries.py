@@ -1,0 +1,133 @@
+"""Read side of Settings > Jobs: filter parsing, keyset pages, status counts, one job."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import QuerySet, Sum
+
+from jobs import registry
+from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
+
+# Columns a list never shows and that can be large (JSON blobs, tracebacks).
+HEAVY_COLUMNS = ("params", "result", "error_traceback", "error_message")
+
+
+class InvalidFilterError(ValueError):
+    """A query parameter has a value the jobs list does not understand."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """The filters of the jobs list; an empty string means "any"."""
+
+    job_type: str = ""
+    status: str = ""
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as URL query parameters, leaving out the empty ones."""
+        query = {"type": self.job_type, "status": self.status}
+        return {key: value for key, value in query.items() if value}
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One keyset page of the jobs list, newest first."""
+
+    jobs: list[Job]
+    before: int | None
+    next_before: int | None
+
+    @property
+    def has_active(self) -> bool:
+        return any(job.is_active for job in self.jobs)
+
+
+def list_job_types() -> list[tuple[str, str]]:
+    """Every job type a filter may name: the built-in ones and any registered since."""
+    types = list(JobType.choices)
+    known = set(JobType.values)
+    types += [(key, key) for key in registry.registered_types() if key not in known]
+    return types
+
+
+def parse_filters(params: Mapping[str, str]) -> JobFilters:
+    """Read ``type`` and ``status`` from a query string; unknown values raise."""
+    job_type = params.get("type", "").strip()
+    status = params.get("status", "").strip()
+    type_keys = [key for key, _ in list_job_types()]
+    if job_type and job_type not in type_keys:
+        raise InvalidFilterError(
+            "type", f"Unknown job type {job_type!r}; expected one of: {', '.join(type_keys)}"
+        )
+    if status and status not in JobStatus.values:
+        raise InvalidFilterError(
+            "status",
+            f"Unknown job status {status!r}; expected one of: {', '.join(JobStatus.values)}",
+        )
+    return JobFilters(job_type=job_type, status=status)
+
+
+def parse_before(params: Mapping[str, str]) -> int | None:
+    """Read the keyset cursor ``before`` (a job id); anything but a positive whole number raises."""
+    raw = params.get("before", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidFilterError("before", f"before must be a positive job id, got {raw!r}")
+    return int(raw)
+
+
+def filtered_jobs(filters: JobFilters) -> QuerySet[Job]:
+    jobs = Job.objects.all()
+    if filters.job_type:
+        jobs = jobs.filter(job_type=filters.job_type)
+    if filters.status:
+        jobs = jobs.filter(status=filters.status)
+    return jobs
+
+
+def list_jobs(
+    filters: JobFilters, *, before: int | None = None, size: int | None = None
+) -> JobPage:
+    """The page of jobs older than ``before`` (newest first), without the heavy columns.
+
+    Keyset paging on the primary key walks the (type, status, -id) indexes and costs the
+    same on page 1 and page 10,000; one extra row tells whether there is a next page.
+    """
+    size = size or settings.JOB_PAGE_SIZE
+    jobs = filtered_jobs(filters).defer(*HEAVY_COLUMNS).order_by("-id")
+    if before is not None:
+        jobs = jobs.filter(id__lt=before)
+    rows = list(jobs[: size + 1])
+    next_before = rows[size - 1].pk if len(rows) > size else None
+    return JobPage(jobs=rows[:size], before=before, next_before=next_before)
+
+
+def get_status_counts(job_type: str = "") -> dict[str, int]:
+    """Jobs per status from the maintained counters (never a COUNT(*) over the job table)."""
+    counters = JobStatusCount.objects.all()
+    if job_type:
+        counters = counters.filter(job_type=job_type)
+    totals = dict(counters.values_list("status").annotate(total=Sum("count")).order_by())
+    return {status: int(totals.get(status) or 0) for status in JobStatus.values}
+
+
+def get_job(job_id: int) -> Job | None:
+    return Job.objects.filter(pk=job_id).first()
+
+
+def list_attempts(job: Job) -> list[JobAttempt]:
+    """Every attempt of a job, first to last; each attempt's traceback stays in the database,
+    the job keeps the last one."""
+    return list(JobAttempt.objects.filter(job=job).defer("error_traceback").order_by("number"))
+
+
+def list_events(job: Job) -> list[JobEvent]:
+    """The job's history (admin retries, sweeper recoveries), oldest first."""
+    return list(JobEvent.objects.filter(job=job).select_related("actor").order_by("at", "id"))

@@ -1,0 +1,877 @@
+"""Local server speaking Google's Admin SDK Directory API (users) and its OAuth token endpoint."""
+
+import argparse
+import base64
+import binascii
+import copy
+import datetime as dt
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from sandbox.google_keys import (
+    decode_unverified,
+    new_service_account_key,
+    public_key_of,
+    verify_rs256,
+)
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# google-auth addresses every grant assertion to Google's token endpoint whatever the key's
+# token_uri says, so the sandbox, standing in for that endpoint, answers to that name too.
+GOOGLE_OAUTH_AUDIENCE = "https://oauth2.googleapis.com/token"
+OAUTH_PATH = "/token"
+CONTROL_PATH = "/_sandbox/faults"
+OAUTH_METHOD = "oauth.token"
+SILENT_SUCCESS_THEN_409 = "silent_success_then_409"
+SERVED_METHODS = ("insert", "get", "update", "patch", "list", "delete")
+HASH_FUNCTIONS = frozenset({"MD5", "SHA-1", "crypt"})
+TOKEN_LIFETIME_SECONDS = 3600
+_EMAIL = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+)$")
+
+
+def _load_discovery() -> dict[str, Any]:
+    # Found without importing googleapiclient: only connectors import client libraries.
+    spec = importlib.util.find_spec("googleapiclient")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("google-api-python-client is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    document = root / "discovery_cache" / "documents" / "admin.directory_v1.json"
+    return cast(dict[str, Any], json.loads(document.read_text()))
+
+
+DISCOVERY = _load_discovery()
+USER_PROPERTIES: dict[str, Any] = DISCOVERY["schemas"]["User"]["properties"]
+KNOWN_SCOPES = frozenset(DISCOVERY["auth"]["oauth2"]["scopes"])
+# Server-assigned or output-only; a client sending them is ignored, as Google does.
+_WRITABLE = {name for name, spec in USER_PROPERTIES.items() if not spec.get("readOnly")} - {
+    "id",
+    "password",
+    "hashFunction",
+    "primaryEmail",
+}
+
+
+def _required_fields(schema: str, method_id: str, prefix: str = "") -> list[str]:
+    """Dotted paths the discovery document annotates as required for method_id."""
+    found = []
+    for name, spec in DISCOVERY["schemas"][schema]["properties"].items():
+        if method_id in spec.get("annotations", {}).get("required", []):
+            found.append(prefix + name)
+            if "$ref" in spec:
+                found += _required_fields(spec["$ref"], method_id, f"{prefix}{name}.")
+    return found
+
+
+INSERT_REQUIRED = _required_fields("User", "directory.users.insert")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Directory API method served here, as the discovery document describes it."""
+
+    name: str
+    http_method: str
+    path: str
+    pattern: re.Pattern[str]
+    parameters: dict[str, Any]
+    scopes: frozenset[str]
+
+
+def discovery_routes() -> list[Route]:
+    methods = DISCOVERY["resources"]["users"]["methods"]
+    routes = []
+    for name in SERVED_METHODS:
+        method = methods[name]
+        path = DISCOVERY["servicePath"] + method["path"]
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape("/" + path))
+        routes.append(
+            Route(
+                name=f"users.{name}",
+                http_method=method["httpMethod"],
+                path=path,
+                pattern=re.compile(regex + "$"),
+                parameters=method.get("parameters", {}),
+                scopes=frozenset(method["scopes"]),
+            )
+        )
+    return routes
+
+
+ROUTES = discovery_routes()
+
+# reason -> (domain, Google's usual message)
+_REASONS: dict[str, tuple[str, str]] = {
+    "parseError": ("global", "Invalid JSON payload received."),
+    "invalid": ("global", "Invalid Input"),
+    "badRequest": ("global", "Bad Request"),
+    "required": ("global", "Login Required."),
+    "authError": ("global", "Invalid Credentials"),
+    "forbidden": ("global", "Not Authorized to access this resource/api"),
+    "insufficientPermissions": ("global", "Request had insufficient authentication scopes."),
+    "userRateLimitExceeded": ("usageLimits", "User Rate Limit Exceeded"),
+    "rateLimitExceeded": ("usageLimits", "Rate Limit Exceeded"),
+    "quotaExceeded": ("usageLimits", "Quota exceeded for quota metric 'Queries'."),
+    "notFound": ("global", "Resource Not Found: userKey"),
+    "duplicate": ("global", "Entity already exists."),
+    "conditionNotMet": ("global", "Precondition Failed"),
+    "backendError": ("global", "The service is currently unavailable."),
+}
+_DEFAULT_REASONS = {
+    400: "invalid",
+    401: "authError",
+    403: "forbidden",
+    404: "notFound",
+    409: "duplicate",
+    412: "conditionNotMet",
+    429: "rateLimitExceeded",
+}
+
+
+class GoogleApiError(Exception):
+    """An error the API answers with, in Google's JSON error shape."""
+
+    def __init__(self, status: int, reason: str | None = None, message: str | None = None) -> None:
+        self.status = status
+        self.reason = reason or _DEFAULT_REASONS.get(
+            status, "backendError" if status >= 500 else "invalid"
+        )
+        self.domain, default = _REASONS.get(self.reason, ("global", HTTPStatus(status).phrase))
+        self.message = message or default
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+    def body(self) -> dict[str, Any]:
+        detail = {"message": self.message, "domain": self.domain, "reason": self.reason}
+        return {"error": {"code": self.status, "message": self.message, "errors": [detail]}}
+
+
+def _invalid(what: str) -> GoogleApiError:
+    return GoogleApiError(400, "invalid", f"Invalid Input: {what}")
+
+
+@dataclass
+class Fault:
+    """One injected failure for a method ("users.insert", "oauth.token", or "*" for any API call).
+
+    times=None repeats until cleared. delay_seconds stalls the answer first (for timeouts).
+    mode silent_success_then_409 performs the insert and then answers 503, as if the response
+    had been lost, so the client's retry meets 409 duplicate.
+    """
+
+    method: str = "*"
+    status: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    times: int | None = 1
+    mode: str | None = None
+    delay_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode is not None:
+            if self.mode != SILENT_SUCCESS_THEN_409:
+                raise ValueError(f"unknown fault mode {self.mode!r}")
+            if self.method == "*":
+                self.method = "users.insert"
+            if self.method != "users.insert":
+                raise ValueError(f"{self.mode} applies to users.insert only")
+        served = {route.name for route in ROUTES} | {OAUTH_METHOD, "*"}
+        if self.method not in served:
+            raise ValueError(f"unknown method {self.method!r}; one of {sorted(served)}")
+        if self.status is None and self.mode is None and not self.delay_seconds:
+            raise ValueError("a fault needs a status, a mode or a delay_seconds")
+        if self.status is not None and not 400 <= self.status <= 599:
+            raise ValueError("a fault status is an HTTP error status (400-599)")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times is at least 1, or null for until cleared")
+
+
+class Faults:
+    """The pending faults of one server, consumed first-added first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Fault] = []
+
+    def add(
+        self,
+        method: str = "*",
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        times: int | None = 1,
+        mode: str | None = None,
+        delay_seconds: float = 0.0,
+    ) -> Fault:
+        fault = Fault(method, status, reason, message, times, mode, delay_seconds)
+        with self._lock:
+            self._pending.append(fault)
+        return fault
+
+    def add_spec(self, spec: object) -> Fault:
+        """Add a fault from its JSON form, as POSTed to the control path."""
+        if not isinstance(spec, dict):
+            raise ValueError("a fault is a JSON object")
+        unknown = set(spec) - {f.name for f in fields(Fault)}
+        if unknown:
+            raise ValueError(f"unknown fault fields {sorted(unknown)}")
+        return self.add(**spec)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(fault) for fault in self._pending]
+
+    def take(self, method: str) -> Fault | None:
+        with self._lock:
+            for fault in self._pending:
+                if fault.method == method or (fault.method == "*" and method != OAUTH_METHOD):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self._pending.remove(fault)
+                    return fault
+        return None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _etag() -> str:
+    return f'"{secrets.token_urlsafe(27)}"'
+
+
+def _numeric_id() -> str:
+    return "1" + "".join(str(secrets.randbelow(10)) for _ in range(20))
+
+
+class Directory:
+    """The users of one customer, in memory. Every public method holds the lock."""
+
+    def __init__(self, domains: Iterable[str], customer_id: str) -> None:
+        self.domains = tuple(domain.lower() for domain in domains)
+        self.customer_id = customer_id
+        self._lock = threading.RLock()
+        self._users: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, str] = {}  # lowercased primary email or alias -> id
+        self._passwords: dict[str, tuple[str, str | None]] = {}  # id -> (password, hashFunction)
+
+    def _email_in_domain(self, value: object) -> str:
+        if not isinstance(value, str) or not (match := _EMAIL.match(value.strip())):
+            raise _invalid("primary_user_email")
+        if match.group(1).lower() not in self.domains:
+            raise GoogleApiError(404, "notFound", "Domain not found.")
+        return value.strip().lower()
+
+    def _find(self, user_key: str) -> dict[str, Any]:
+        user_id = user_key if user_key in self._users else self._keys.get(user_key.lower())
+        if user_id is None:
+            raise GoogleApiError(404, "notFound", "Resource Not Found: userKey")
+        return self._users[user_id]
+
+    def _check(self, body: dict[str, Any]) -> None:
+        """Refuse a bad body before anything changes, so a 400 never leaves half an update."""
+        for name, value in body.items():
+            spec = USER_PROPERTIES.get(name, {})
+            if ("$ref" in spec and not isinstance(value, dict)) or (
+                value is not None
+                and (
+                    (spec.get("type") == "boolean" and not isinstance(value, bool))
+                    or (spec.get("type") == "string" and not isinstance(value, str))
+                )
+            ):
+                raise _invalid(name)
+        if "orgUnitPath" in body and not str(body["orgUnitPath"] or "").startswith("/"):
+            raise _invalid("INVALID_OU_ID")
+        if "password" in body:
+            password, hash_function = body["password"], body.get("hashFunction")
+            if hash_function is not None and hash_function not in HASH_FUNCTIONS:
+                raise _invalid("hashFunction")
+            if not isinstance(password, str) or (hash_function is None and len(password) < 8):
+                raise GoogleApiError(400, "invalid", "Invalid Password")
+
+    def _apply(self, user: dict[str, Any], body: dict[str, Any]) -> None:
+        for name, value in body.items():
+            if name not in _WRITABLE:
+                continue
+            if value is None:
+                user.pop(name, None)
+            elif name == "name":
+                user["name"] = {**user.get("name", {}), **value}
+            else:
+                user[name] = value
+        if "name" in user:
+            names = user["name"]
+            full = " ".join(filter(None, (names.get("givenName"), names.get("familyName"))))
+            names["fullName"] = full
+        if user.get("suspended"):
+            user.setdefault("suspensionReason", "ADMIN")
+        else:
+            user.pop("suspensionReason", None)
+        if "password" in body:
+            self._passwords[user["id"]] = (body["password"], body.get("hashFunction"))
+        user["etag"] = _etag()
+
+    def insert(self, body: dict[str, Any]) -> dict[str, Any]:
+        for path in INSERT_REQUIRED:
+            value: Any = body
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if not value:
+                raise _invalid(path)
+        self._check(body)
+        with self._lock:
+            email = self._email_in_domain(body["primaryEmail"])
+            if email in self._keys:
+                raise GoogleApiError(409, "duplicate", "Entity already exists.")
+            user_id = _numeric_id()
+            while user_id in self._users:
+                user_id = _numeric_id()
+            user: dict[str, Any] = {
+                "kind": "admin#directory#user",
+                "id": user_id,
+                "primaryEmail": email,
+                "isAdmin": False,
+                "isDelegatedAdmin": False,
+                "lastLoginTime": "1970-01-01T00:00:00.000Z",
+                "creationTime": _now(),
+                "agreedToTerms": False,
+                "suspended": False,
+                "archived": False,
+                "changePasswordAtNextLogin": False,
+                "ipWhitelisted": False,
+                "emails": [{"address": email, "primary": True}],
+                "customerId": self.customer_id,
+                "orgUnitPath": "/",
+                "isMailboxSetup": False,
+                "isEnrolledIn2Sv": False,
+                "isEnforcedIn2Sv": False,
+                "includeInGlobalAddressList": True,
+            }
+            self._apply(user, body)
+            self._users[user_id] = user
+            self._keys[email] = user_id
+            return copy.deepcopy(user)
+
+    def get(self, user_key: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._find(user_key))
+
+    def update(self, user_key: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._check(body)
+        with self._lock:
+            user = self._find(user_key)
+            new_email = body.get("primaryEmail")
+            if new_email is not None and new_email.lower() != user["primaryEmail"]:
+                new_email = self._email_in_domain(new_email)
+                if new_email in self._keys and self._keys[new_email] != user["id"]:
+                    raise GoogleApiError(409, "duplicate", "Entity already exists.")
+                # Google keeps the old address as an alias after a rename.
+                user.setdefault("aliases", []).append(user["primaryEmail"])
+                user["primaryEmail"] = new_email
+                user["emails"] = [{"address": new_email, "primary": True}]
+                self._keys[new_email] = user["id"]
+            self._apply(user, body)
+            return copy.deepcopy(user)
+
+    def delete(self, user_key: str) -> None:
+        with self._lock:
+            user = self._find(user_key)
+            del self._users[user["id"]]
+            self._passwords.pop(user["id"], None)
+            for key in [key for key, user_id in self._keys.items() if user_id == user["id"]]:
+                del self._keys[key]
+
+    def list_users(self, params: dict[str, str]) -> dict[str, Any]:
+        customer, domain = params.get("customer"), params.get("domain")
+        if not customer and not domain:
+            raise GoogleApiError(400, "badRequest", "Bad Request")
+        if customer and customer not in ("my_customer", self.customer_id):
+            raise GoogleApiError(400, "badRequest", "Bad Request")
+        if domain and domain.lower() not in self.domains:
+            raise GoogleApiError(404, "notFound", "Domain not found.")
+        matches = _compile_query(params.get("query", ""))
+        order_by = params.get("orderBy", "email")
+        descending = params.get("sortOrder") == "DESCENDING"
+        page_size = int(params.get("maxResults") or 100)
+
+        def sort_key(user: dict[str, Any]) -> list[str]:
+            value = user["primaryEmail"] if order_by == "email" else user["name"][order_by]
+            return [value.lower(), user["id"]]
+
+        with self._lock:
+            users = [
+                user
+                for user in self._users.values()
+                if (not domain or user["primaryEmail"].endswith("@" + domain.lower()))
+                and matches(user)
+            ]
+            users.sort(key=sort_key, reverse=descending)
+            if "pageToken" in params:
+                after = _decode_page_token(params["pageToken"])
+                users = [
+                    u for u in users if (sort_key(u) < after if descending else sort_key(u) > after)
+                ]
+            page = copy.deepcopy(users[:page_size])
+        answer: dict[str, Any] = {"kind": "admin#directory#users", "etag": _etag()}
+        if page:
+            answer["users"] = page
+        if len(users) > page_size:
+            answer["nextPageToken"] = _encode_page_token(sort_key(page[-1]))
+        return answer
+
+    def password_of(self, user_key: str) -> tuple[str, str | None] | None:
+        with self._lock:
+            try:
+                return self._passwords.get(self._find(user_key)["id"])
+            except GoogleApiError:
+                return None
+
+    def users(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._users.values()))
+
+
+def _encode_page_token(after: list[str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(after).encode()).decode()
+
+
+def _decode_page_token(token: str) -> list[str]:
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error):
+        after = None
+    if not (isinstance(after, list) and all(isinstance(part, str) for part in after)):
+        raise _invalid("pageToken")
+    return after
+
+
+def _compile_query(query: str) -> Callable[[dict[str, Any]], bool]:
+    """The subset of Google's user search: email, givenName, familyName, name, orgUnitPath,
+    isSuspended and isAdmin, with ':' (prefix when the value ends in '*') and '='."""
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    try:
+        terms = shlex.split(query)
+    except ValueError as exc:
+        raise _invalid("query") from exc
+    for term in terms:
+        match = re.fullmatch(r"(\w+)([:=])(.*)", term)
+        if not match:
+            raise _invalid(f"query term {term}")
+        field, operator, value = match.group(1), match.group(2), match.group(3).lower()
+        if field in ("isSuspended", "isAdmin"):
+            flag = "suspended" if field == "isSuspended" else "isAdmin"
+            wanted = value == "true"
+
+            def flag_test(user: dict[str, Any], flag: str = flag, wanted: bool = wanted) -> bool:
+                return bool(user.get(flag)) == wanted
+
+            tests.append(flag_test)
+            continue
+        getters: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+            "email": lambda user: [user["primaryEmail"], *user.get("aliases", [])],
+            "givenName": lambda user: [user["name"].get("givenName", "")],
+            "familyName": lambda user: [user["name"].get("familyName", "")],
+            "name": lambda user: [user["name"].get("fullName", "")],
+            "orgUnitPath": lambda user: [user.get("orgUnitPath", "/")],
+        }
+        if field not in getters:
+            raise _invalid(f"query field {field}")
+        prefix = operator == ":" and value.endswith("*")
+        wanted_value = value.rstrip("*") if prefix else value
+
+        def test(
+            user: dict[str, Any],
+            get: Callable[[dict[str, Any]], list[str]] = getters[field],
+            wanted_value: str = wanted_value,
+            prefix: bool = prefix,
+        ) -> bool:
+            values = [candidate.lower() for candidate in get(user)]
+            if prefix:
+                return any(candidate.startswith(wanted_value) for candidate in values)
+            return wanted_value in values
+
+        tests.append(test)
+    return lambda user: all(test(user) for test in tests)
+
+
+def _check_parameters(route: Route, query: dict[str, str]) -> None:
+    """Refuse query parameters the discovery document does not allow, as Google's frontend does."""
+    for name, value in query.items():
+        spec = route.parameters.get(name) or DISCOVERY["parameters"].get(name)
+        if spec is None or spec.get("location") != "query":
+            raise GoogleApiError(
+                400,
+                "invalid",
+                f'Invalid JSON payload received. Unknown name "{name}": '
+                "Cannot bind query parameter.",
+            )
+        if "enum" in spec and value not in spec["enum"]:
+            raise GoogleApiError(400, "invalid", f"Invalid value for {name}: {value}")
+        if spec.get("type") == "integer":
+            low, high = int(spec.get("minimum", -(2**31))), int(spec.get("maximum", 2**31 - 1))
+            if not value.isdigit() or not low <= int(value) <= high:
+                raise GoogleApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value '{value}'. Values must be within the range: [{low}, {high}]",
+                )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server answers: a status and a JSON body (None: no body)."""
+
+    status: int
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class _Token:
+    subject: str
+    scopes: frozenset[str]
+    expires_at: float
+
+
+class GoogleDirectorySandbox:
+    """An in-memory Google Workspace customer owning `domains`, served over HTTP."""
+
+    def __init__(
+        self,
+        domains: Sequence[str] = ("example.com",),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        customer_id: str | None = None,
+    ) -> None:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        self.directory = Directory(
+            domains, customer_id or "C0" + "".join(secrets.choice(alphabet) for _ in range(7))
+        )
+        self.faults = Faults()
+        self.routes = ROUTES
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str, RSAPublicKey]] = {}  # private_key_id -> (email, key)
+        self._tokens: dict[str, _Token] = {}
+        self._calls: list[str] = []
+        self._httpd = _HTTPServer((host, port), self)
+        bound_host, bound_port = self._httpd.server_address[:2]
+        self.base_url = f"http://{bound_host!s}:{bound_port}/"
+        self.token_url = self.base_url + OAUTH_PATH.lstrip("/")
+        self._thread: threading.Thread | None = None
+
+    # Python-side controls for tests and `make run`.
+
+    def issue_key(self, name: str = "accesshive") -> dict[str, str]:
+        """A new service-account key whose tokens this server grants."""
+        key = new_service_account_key(self.token_url, name=name)
+        with self._lock:
+            self._keys[key["private_key_id"]] = (key["client_email"], public_key_of(key))
+        return key
+
+    def password_of(self, user_key: str) -> str | None:
+        """The last password the API received for a user; never served over HTTP."""
+        stored = self.directory.password_of(user_key)
+        return stored[0] if stored else None
+
+    def hash_function_of(self, user_key: str) -> str | None:
+        stored = self.directory.password_of(user_key)
+        return stored[1] if stored else None
+
+    def users(self) -> list[dict[str, Any]]:
+        return self.directory.users()
+
+    def calls(self) -> list[str]:
+        """Names of the methods called so far ("oauth.token", "users.list", ...), in order."""
+        with self._lock:
+            return list(self._calls)
+
+    def tokens_issued(self) -> list[str]:
+        """The subject (impersonated admin) of each access token granted so far."""
+        with self._lock:
+            return [token.subject for token in self._tokens.values()]
+
+    def serve_in_thread(self) -> "GoogleDirectorySandbox":
+        # A short poll keeps shutdown() quick, which a test suite starting many servers feels.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="google-directory-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def shutdown(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "GoogleDirectorySandbox":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # HTTP.
+
+    def handle(self, verb: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+        url = urlsplit(target)
+        query = {name: values[-1] for name, values in parse_qs(url.query).items()}
+        if url.path == CONTROL_PATH:
+            return self._control(verb, raw)
+        if url.path == OAUTH_PATH and verb == "POST":
+            return self._token(raw)
+        try:
+            route, path_parameters = self._route(verb, url.path)
+            with self._lock:
+                self._calls.append(route.name)
+            self._authorize(route, headers.get("authorization", ""))
+            _check_parameters(route, query)
+            fault = self.faults.take(route.name)
+            if fault is not None:
+                time.sleep(fault.delay_seconds)
+                if fault.mode == SILENT_SUCCESS_THEN_409:
+                    self._call(route, path_parameters, query, raw)
+                    raise GoogleApiError(503)
+                if fault.status is not None:
+                    raise GoogleApiError(fault.status, fault.reason, fault.message)
+            return self._call(route, path_parameters, query, raw)
+        except GoogleApiError as exc:
+            return Reply(exc.status, exc.body())
+
+    def _route(self, verb: str, path: str) -> tuple[Route, dict[str, str]]:
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match and route.http_method == verb:
+                return route, {name: unquote(value) for name, value in match.groupdict().items()}
+        raise GoogleApiError(404, "notFound", f"Not Found: {verb} {path}")
+
+    def _authorize(self, route: Route, authorization: str) -> None:
+        scheme, _, access_token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not access_token:
+            raise GoogleApiError(401, "required", "Login Required.")
+        with self._lock:
+            token = self._tokens.get(access_token.strip())
+        if token is None or token.expires_at < time.time():
+            raise GoogleApiError(401, "authError", "Invalid Credentials")
+        if not token.scopes & route.scopes:
+            raise GoogleApiError(403, "insufficientPermissions")
+
+    def _call(self, route: Route, path: dict[str, str], query: dict[str, str], raw: bytes) -> Reply:
+        if route.name == "users.list":
+            return Reply(200, self.directory.list_users(query))
+        if route.name == "users.get":
+            return Reply(200, self.directory.get(path["userKey"]))
+        if route.name == "users.delete":
+            self.directory.delete(path["userKey"])
+            return Reply(204)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise GoogleApiError(400, "parseError") from exc
+        if not isinstance(body, dict):
+            raise GoogleApiError(400, "parseError")
+        if route.name == "users.insert":
+            return Reply(200, self.directory.insert(body))
+        return Reply(200, self.directory.update(path["userKey"], body))
+
+    def _token(self, raw: bytes) -> Reply:
+        with self._lock:
+            self._calls.append(OAUTH_METHOD)
+        fault = self.faults.take(OAUTH_METHOD)
+        if fault is not None:
+            time.sleep(fault.delay_seconds)
+            if fault.status is not None:
+                error = fault.reason or (
+                    "internal_failure" if fault.status >= 500 else "invalid_grant"
+                )
+                description = fault.message or HTTPStatus(fault.status).phrase
+                return Reply(fault.status, {"error": error, "error_description": description})
+        form = {name: values[-1] for name, values in parse_qs(raw.decode(errors="replace")).items()}
+        if form.get("grant_type") != JWT_BEARER:
+            return _oauth_error(400, "unsupported_grant_type", "Invalid grant_type.")
+        assertion = form.get("assertion", "")
+        try:
+            header, claims = decode_unverified(assertion)
+        except ValueError:
+            return _oauth_error(400, "invalid_grant", "Invalid JWT: malformed assertion.")
+        with self._lock:
+            client_email, public_key = self._keys.get(str(header.get("kid")), ("", None))
+        if (
+            public_key is None
+            or header.get("alg") != "RS256"
+            or claims.get("iss") != client_email
+            or not verify_rs256(assertion, public_key)
+        ):
+            return _oauth_error(400, "invalid_grant", "Invalid JWT Signature.")
+        if claims.get("aud") not in (self.token_url, GOOGLE_OAUTH_AUDIENCE):
+            return _oauth_error(400, "invalid_grant", "Invalid JWT: Failed audience check.")
+        now, issued, expires = time.time(), claims.get("iat"), claims.get("exp")
+        if not (
+            isinstance(issued, int)
+            and isinstance(expires, int)
+            and issued - 300 <= now <= expires
+            and expires - issued <= TOKEN_LIFETIME_SECONDS
+        ):
+            return _oauth_error(
+                400,
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
+                "reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            )
+        scopes = frozenset(str(claims.get("scope", "")).split())
+        if not scopes or not scopes <= KNOWN_SCOPES:
+            return _oauth_error(400, "invalid_scope", "Invalid OAuth scope or ID token audience.")
+        subject = claims.get("sub")
+        if (
+            not isinstance(subject, str)
+            or not (match := _EMAIL.match(subject))
+            or (match.group(1).lower() not in self.directory.domains)
+        ):
+            return _oauth_error(
+                401,
+                "unauthorized_client",
+                "Client is unauthorized to retrieve access tokens using this method, or client "
+                "not authorized for any of the scopes requested.",
+            )
+        access_token = "ya29.sandbox-" + secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[access_token] = _Token(
+                subject.lower(), scopes, now + TOKEN_LIFETIME_SECONDS
+            )
+        return Reply(
+            200,
+            {
+                "access_token": access_token,
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "token_type": "Bearer",
+            },
+        )
+
+    def _control(self, verb: str, raw: bytes) -> Reply:
+        try:
+            if verb == "POST":
+                specs = json.loads(raw or b"{}")
+                for spec in specs if isinstance(specs, list) else [specs]:
+                    self.faults.add_spec(spec)
+            elif verb == "DELETE":
+                self.faults.clear()
+                return Reply(204)
+            elif verb != "GET":
+                return Reply(405, {"error": f"{verb} is not allowed on {CONTROL_PATH}"})
+        except (ValueError, TypeError) as exc:
+            return Reply(400, {"error": str(exc)})
+        return Reply(200, {"faults": self.faults.pending()})
+
+
+def _oauth_error(status: int, error: str, description: str) -> Reply:
+    return Reply(status, {"error": error, "error_description": description})
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sandbox: GoogleDirectorySandbox) -> None:
+        self.sandbox = sandbox
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up waiting (a timeout test) is no server fault worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        sandbox = cast(_HTTPServer, self.server).sandbox
+        reply = sandbox.handle(self.command, self.path, headers, raw)
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        if reply.status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
+        if reply.body is not None:
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests and `make run` read the calls() log instead of stderr."""
+
+
+def start(
+    domains: Sequence[str] = ("example.com",),
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    customer_id: str | None = None,
+) -> GoogleDirectorySandbox:
+    """A sandbox serving in a daemon thread (port 0: a free port); call shutdown() when done."""
+    return GoogleDirectorySandbox(
+        domains, host=host, port=port, customer_id=customer_id
+    ).serve_in_thread()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.google_directory", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    parser.add_argument(
+        "--domain", action="append", dest="domains", help="a domain it owns (repeatable)"
+    )
+    parser.add_argument(
+        "--key-out", type=Path, help="write a service-account key for this server here"
+    )
+    args = parser.parse_args(argv)
+    sandbox = GoogleDirectorySandbox(
+        args.domains or ["example.com"], host=args.host, port=args.port
+    )
+    if args.key_out:
+        # The file holds a private key: readable by its owner only, from the first byte.
+        descriptor = os.open(args.key_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(sandbox.issue_key(), out, indent=2)
+    print(
+        f"Google Directory sandbox for {', '.join(sandbox.directory.domains)} "
+        f"on {sandbox.base_url}" + (f", key in {args.key_out}" if args.key_out else ""),
+        flush=True,
+    )
+    try:
+        sandbox.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Shared fixtures: service checks that skip loudly, or fail in CI."""
+
+import os
+
+import pytest
+
+from tests import settings
+
+
+def require_services(*names: str) -> None:
+    """Skip (or, in CI, fail) a test whose real PostgreSQL or Redis is not reachable."""
+    missing = []
+    if "postgres" in names and not settings.POSTGRES_AVAILABLE:
+        missing.append(f"PostgreSQL at {settings.TEST_DATABASE_URL}")
+    if "redis" in names and not settings.REDIS_AVAILABLE:
+        missing.append(f"Redis at {settings.TEST_REDIS_URL}")
+    if not missing:
+        return
+    reason = (
+        "needs "
+        + " and ".join(missing)
+        + " (start them, or set TEST_DATABASE_URL / TEST_REDIS_URL)"
+    )
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"CI must run service tests, but this one {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def services() -> None:
+    require_services("postgres", "redis")

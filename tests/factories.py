@@ -1,0 +1,129 @@
+"""Test data: users with or without the job permissions, and Job rows in any state via the ORM."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus, JobType, Trigger
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(
+    username: str = "user", *, perms: tuple[str, ...] = (), superuser: bool = False
+) -> User:
+    """A user holding exactly ``perms`` ("app_label.codename"), or a superuser."""
+    if superuser:
+        return User.objects.create_superuser(username, f"{username}@example.com", PASSWORD)
+    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def make_viewer(username: str = "viewer") -> User:
+    return make_user(username, perms=("jobs.view_job",))
+
+
+def make_retrier(username: str = "retrier") -> User:
+    return make_user(username, perms=("jobs.view_job", "jobs.retry_job"))
+
+
+def make_job(
+    *,
+    job_type: str = JobType.DIRECTORY_SYNC,
+    status: str = JobStatus.COMPLETED,
+    subject_label: str = "ada@example.com",
+    triggered_by: User | None = None,
+    trigger: str = Trigger.USER,
+    params: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
+    attempts: int | None = None,
+    created_at: datetime | None = None,
+    **fields: Any,
+) -> Job:
+    """A job as the engine would have left it in ``status``, with matching attempts and counters.
+
+    Written straight through the ORM: enqueue() refuses secret-looking params, and tests need
+    rows that a careless writer (or an old version) could have left behind.
+    """
+    now = timezone.now()
+    created_at = created_at or now - timedelta(minutes=5)
+    started = None if status == JobStatus.PENDING else created_at + timedelta(seconds=2)
+    finished = status in (JobStatus.COMPLETED, JobStatus.FAILED)
+    if attempts is None:
+        attempts = 0 if status == JobStatus.PENDING else 1
+    defaults: dict[str, Any] = {
+        "started_at": started,
+        "completed_at": created_at + timedelta(seconds=9.5) if finished else None,
+        "next_attempt_at": now + timedelta(seconds=40) if status == JobStatus.RETRYING else None,
+        "result": {"ok": True} if result is None and status == JobStatus.COMPLETED else result,
+    }
+    if status in (JobStatus.FAILED, JobStatus.RETRYING):
+        defaults.update(
+            error_class="jobs.errors.TransientError",
+            error_message="Google Workspace rejected user ada@example.com: 503 Backend Error",
+            error_traceback='Traceback (most recent call last):\n  File "handler.py", line 7\n'
+            "jobs.errors.TransientError: 503 Backend Error\n",
+        )
+    defaults.update(fields)
+    job = Job.objects.create(
+        job_type=job_type,
+        status=status,
+        subject_label=subject_label,
+        subject_id="42" if subject_label else "",
+        trigger=trigger,
+        triggered_by=triggered_by,
+        trigger_label=triggered_by.get_username() if triggered_by else "",
+        params=params if params is not None else {"user": subject_label},
+        created_at=created_at,
+        attempt_count=attempts,
+        retries=max(attempts - 1, 0),
+        **defaults,
+    )
+    lifecycle.shift_counts(job_type, {status: +1})
+    for number in range(1, attempts + 1):
+        make_attempt(job, number, last=number == attempts)
+    return job
+
+
+def make_attempt(job: Job, number: int, *, last: bool) -> JobAttempt:
+    """Attempt ``number`` of ``job``; earlier attempts failed and waited, the last one matches
+    the job's status."""
+    started = (job.started_at or job.created_at) + timedelta(seconds=20 * (number - 1))
+    outcome: str = AttemptOutcome.FAILED
+    if last and job.status == JobStatus.RUNNING:
+        outcome = AttemptOutcome.RUNNING
+    elif last and job.status == JobStatus.COMPLETED:
+        outcome = AttemptOutcome.SUCCEEDED
+    failed = outcome == AttemptOutcome.FAILED
+    finished = None if outcome == AttemptOutcome.RUNNING else started + timedelta(seconds=1.5)
+    waits = finished is not None and failed and (not last or job.status == JobStatus.RETRYING)
+    return JobAttempt.objects.create(
+        job=job,
+        number=number,
+        retries=number - 1,
+        worker=f"celery@worker-{number}",
+        started_at=started,
+        finished_at=finished,
+        outcome=outcome,
+        error_class="jobs.errors.TransientError" if failed else "",
+        error_message=f"attempt {number}: 503 Backend Error" if failed else "",
+        next_attempt_at=finished + timedelta(seconds=10 * 2 ** (number - 1))
+        if waits and finished
+        else None,
+    )
+
+
+def make_jobs(count: int, **kwargs: Any) -> list[Job]:
+    return [make_job(**kwargs) for _ in range(count)]
+
+
+def make_event(job: Job, kind: str, *, actor: User | None = None, message: str = "") -> JobEvent:
+    return JobEvent.objects.create(job=job, kind=kind, actor=actor, message=message)

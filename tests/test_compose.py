@@ -1,0 +1,176 @@
+"""docker-compose.yml and the Dockerfile describe a production stack the settings can run on.
+
+There is no Docker engine here, so these read the files: every setting the app reads from the
+environment is either given to the app services or listed below with the reason it may be left
+to its default.
+"""
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ROOT / "accesshive" / "settings.py"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+APP_SERVICES = ("web", "worker", "beat")
+# Their defaults are for a laptop (SQLite, filesystem broker, localhost) or there is none.
+REQUIRED_IN_PRODUCTION = {
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+}
+# Read by settings, safe to leave to the default in production, and why.
+DEFAULT_IS_FINE = {
+    "ACCESSHIVE_VAR_DIR": "the Dockerfile sets it to /app/var",
+    "DATABASE_CONN_MAX_AGE": "60s persistent connections suit gunicorn and the worker",
+    "DJANGO_SECURE_COOKIES": "defaults to on whenever DEBUG is off",
+    "ACCESSHIVE_JOB_BACKOFF_JITTER": "off keeps retry times predictable for admins",
+    "ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE": "10s after the soft limit",
+    "ACCESSHIVE_JOB_PAGE_SIZE": "a UI preference",
+    "CELERY_RESULT_EXPIRES": "a week of results",
+    "CELERY_DB_REUSE_MAX": "a worker tuning knob",
+    "ACCESSHIVE_VAULT_KEYS": "keys of the embedded vault; production uses the vault service",
+}
+ENV_READERS = {"env_int", "env_bool", "env_list"}
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable name accesshive/settings.py reads."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(SETTINGS.read_text())):
+        key: ast.expr | None = None
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in ENV_READERS:
+                key = node.args[0]
+            elif isinstance(func, ast.Attribute) and func.attr in {"get", "getenv"}:
+                owner = ast.unparse(func.value)
+                if owner in {"os.environ", "os"}:
+                    key = node.args[0]
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            names.add(key.value)
+    return names
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
+    svc = compose["services"][name]
+    assert isinstance(svc, dict)
+    return svc
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def command(svc: dict[str, Any]) -> list[str]:
+    cmd = svc.get("command", [])
+    return cmd.split() if isinstance(cmd, str) else [str(part) for part in cmd]
+
+
+def test_settings_reader_finds_the_known_names():
+    names = settings_env_names()
+    assert names >= REQUIRED_IN_PRODUCTION
+    assert names >= {"ACCESSHIVE_VAR_DIR", "ACCESSHIVE_JOB_TIMEOUT", "CELERY_VISIBILITY_TIMEOUT"}
+
+
+def test_all_services_exist(compose):
+    assert {"web", "worker", "beat", "redis", "postgres", "vault"} <= set(compose["services"])
+
+
+def test_worker_and_beat_commands(compose):
+    worker = command(service(compose, "worker"))
+    beat = command(service(compose, "beat"))
+    assert worker[:4] == ["celery", "-A", "accesshive", "worker"]
+    assert beat[:4] == ["celery", "-A", "accesshive", "beat"]
+    # Only prefork enforces the jobs' time limits.
+    assert worker[worker.index("--pool") + 1] == "prefork"
+
+
+def test_web_runs_gunicorn_after_migrations(compose):
+    web = service(compose, "web")
+    assert command(web)[:2] == ["gunicorn", "accesshive.wsgi"]
+    depends = web.get("depends_on", {})
+    migrates_first = "migrate" in " ".join(command(web))
+    migrate_service = depends.get("migrate", {}).get("condition") == (
+        "service_completed_successfully"
+    )
+    assert migrates_first or migrate_service
+    if migrate_service:
+        assert command(service(compose, "migrate"))[-2:] == ["migrate", "--noinput"]
+
+
+def test_redis_persists(compose):
+    redis = service(compose, "redis")
+    assert re.search(r"--appendonly\s+yes", " ".join(command(redis)))
+    assert any(str(v).endswith(":/data") for v in redis.get("volumes", []))
+
+
+def test_postgres_has_a_volume(compose):
+    postgres = service(compose, "postgres")
+    assert str(postgres["image"]).startswith("postgres:16")
+    assert any(":/var/lib/postgresql/data" in str(v) for v in postgres.get("volumes", []))
+
+
+def test_vault_is_a_real_server(compose):
+    vault = service(compose, "vault")
+    assert command(vault)[:1] == ["server"]
+    assert "-dev" not in " ".join(command(vault))
+    assert not any(key.startswith("VAULT_DEV") for key in environment(vault))
+    assert '"file"' in environment(vault)["VAULT_LOCAL_CONFIG"]
+    assert any(str(v).endswith(":/vault/file") for v in vault.get("volumes", []))
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_get_production_settings(compose, name):
+    svc = service(compose, name)
+    env = environment(svc)
+    assert svc.get("build") == "." or svc.get("build", {}).get("context") == "."
+    missing = sorted(REQUIRED_IN_PRODUCTION - {k for k, v in env.items() if v})
+    assert not missing, f"{name} lacks {missing}"
+    assert env["DATABASE_URL"].startswith(("postgres://", "postgresql://"))
+    assert env["CELERY_BROKER_URL"].startswith("redis://redis:")
+    assert env.get("DJANGO_DEBUG", "0") in {"0", "false", "False", ""}
+    assert "VAULT_ADDR" in env
+    assert "VAULT_TOKEN" in env or {"VAULT_ROLE_ID", "VAULT_SECRET_ID"} <= set(env)
+
+
+def test_every_setting_is_given_or_its_default_is_fine(compose):
+    read = settings_env_names()
+    given = set.intersection(*(set(environment(service(compose, n))) for n in APP_SERVICES))
+    undecided = sorted(read - given - set(DEFAULT_IS_FINE))
+    assert not undecided, (
+        f"settings.py reads {undecided}: set them for {', '.join(APP_SERVICES)} in "
+        "docker-compose.yml, or add them to DEFAULT_IS_FINE in this test with the reason"
+    )
+    stale = sorted(set(DEFAULT_IS_FINE) - read)
+    assert not stale, f"DEFAULT_IS_FINE lists names settings.py no longer reads: {stale}"
+
+
+def test_dockerfile_builds_a_non_root_image():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
+    assert "pip install ." in text
+    assert "collectstatic" in text
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users, "the image must switch to a non-root USER"
+    assert users[-1] not in {"root", "0"}
+    assert "ACCESSHIVE_VAR_DIR=/app/var" in text

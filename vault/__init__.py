@@ -1,0 +1,1 @@
+"""The credential vault: one CredentialVault interface; embedded and HashiCorp Vault backends."""

@@ -1,0 +1,364 @@
+"""The HashiCorp Vault backend: KV version 2 through hvac, with token or AppRole auth."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions as hvac_errors
+import requests
+from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
+
+from vault.base import (
+    SecretRef,
+    SecretVersion,
+    validate_cas,
+    validate_data,
+    validate_path,
+    validate_version,
+)
+from vault.errors import (
+    SecretNotFound,
+    VaultConflict,
+    VaultError,
+    VaultPermissionDenied,
+    VaultRequestRejected,
+    VaultUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CAS_MISMATCH = "check-and-set parameter did not match the current version"
+# Log in again this long before an AppRole token's lease runs out, so a request never
+# starts with a token that dies in flight.
+RENEW_MARGIN_SECONDS = 30.0
+_UNAVAILABLE_STATUS = (
+    hvac_errors.InternalServerError,  # 500
+    hvac_errors.VaultNotInitialized,  # 501
+    hvac_errors.BadGateway,  # 502
+    hvac_errors.VaultDown,  # 503: sealed, or a standby without an active node
+    hvac_errors.RateLimitExceeded,  # 429
+    # Statuses hvac has no class for: 504 from a proxy, 412 "retry on another node".
+    hvac_errors.UnexpectedError,
+)
+
+
+class HvacVault:
+    """CredentialVault over a KV v2 mount; every secret lives under ``{mount}/{prefix}/``."""
+
+    def __init__(
+        self,
+        *,
+        addr: str,
+        token: str = "",
+        role_id: str = "",
+        secret_id: str = "",
+        approle_mount: str = "approle",
+        mount: str = "secret",
+        prefix: str = "accesshive",
+        timeout: float = 10.0,
+    ) -> None:
+        if not addr:
+            raise ImproperlyConfigured(
+                "VAULT_ADDR is empty: the HashiCorp Vault backend needs a URL"
+            )
+        if bool(token) == bool(role_id):
+            raise ImproperlyConfigured(
+                f"HashiCorp Vault at {addr} needs exactly one way to authenticate: set either "
+                "ACCESSHIVE_VAULT_TOKEN, or ACCESSHIVE_VAULT_ROLE_ID and "
+                "ACCESSHIVE_VAULT_SECRET_ID (AppRole)"
+            )
+        if timeout <= 0:
+            raise ImproperlyConfigured("VAULT_TIMEOUT must be a positive number of seconds")
+        self._addr = addr.rstrip("/")
+        self._mount = mount.strip("/")
+        self._prefix = prefix.strip("/")
+        if self._prefix:
+            validate_path(self._prefix)
+        self._role_id = role_id
+        self._secret_id = secret_id
+        self._approle_mount = approle_mount
+        # token="" rather than None: hvac would otherwise pick up VAULT_TOKEN or ~/.vault-token
+        # from the environment, and an AppRole deployment must not quietly use someone's token.
+        self._client = hvac.Client(url=self._addr, token=token, timeout=timeout)
+        self._login_lock = threading.Lock()
+        self._token_good_until: float | None = None if role_id else float("inf")
+
+    def __repr__(self) -> str:
+        auth = "approle" if self._role_id else "token"
+        return (
+            f"<HvacVault addr={self._addr!r} mount={self._mount!r} prefix={self._prefix!r} "
+            f"auth={auth}>"
+        )
+
+    # --- CredentialVault ------------------------------------------------------------------
+
+    # Django's error reports (DEBUG pages, mail_admins) show frame locals unless told not to.
+    @sensitive_variables("data", "clean")
+    def write(self, path: str, data: Mapping[str, str], *, cas: int | None = None) -> SecretRef:
+        validate_path(path)
+        validate_cas(cas)
+        clean = validate_data(data)
+        response = self._call(
+            "writing",
+            f"vault:{path}",
+            lambda: self._kv.create_or_update_secret(
+                path=self._full(path), secret=clean, cas=cas, mount_point=self._mount
+            ),
+            cas=cas,
+        )
+        ref = SecretRef(path, int(_data(response)["version"]))
+        logger.info("vault.secret.written", extra={"secret_ref": str(ref), "backend": "hvac"})
+        return ref
+
+    @sensitive_variables("response", "body")
+    def read(self, path: str, version: int | None = None) -> dict[str, str]:
+        validate_path(path)
+        validate_version(version)
+        label = f"vault:{path}#{version}" if version is not None else f"vault:{path}"
+        response = self._call(
+            "reading",
+            label,
+            lambda: self._kv.read_secret_version(
+                path=self._full(path),
+                version=version,
+                mount_point=self._mount,
+                raise_on_deleted_version=True,
+            ),
+        )
+        body = _data(response)
+        if body.get("data") is None:
+            raise SecretNotFound(
+                f"{label} was deleted or destroyed in HashiCorp Vault at {self._addr}"
+            )
+        try:
+            return validate_data(body["data"])
+        except TypeError:
+            raise VaultRequestRejected(
+                f"{label} in HashiCorp Vault at {self._addr} holds values that are not strings; "
+                "AccessHive reads only string values"
+            ) from None
+
+    def current_version(self, path: str) -> int | None:
+        metadata = self._metadata(path)
+        if metadata is None:
+            return None
+        return int(metadata.get("current_version") or 0) or None
+
+    def delete(self, path: str, *, version: int | None = None) -> None:
+        validate_path(path)
+        validate_version(version)
+        if version is None:
+            self._call(
+                "deleting",
+                f"vault:{path}",
+                lambda: self._kv.delete_latest_version_of_secret(
+                    path=self._full(path), mount_point=self._mount
+                ),
+            )
+        else:
+            self._call(
+                "deleting",
+                f"vault:{path}#{version}",
+                lambda: self._kv.delete_secret_versions(
+                    path=self._full(path), versions=[version], mount_point=self._mount
+                ),
+            )
+        logger.info(
+            "vault.secret.deleted",
+            extra={"secret_ref": f"vault:{path}#{version or 'latest'}", "backend": "hvac"},
+        )
+
+    def list_versions(self, path: str) -> list[SecretVersion]:
+        metadata = self._metadata(path)
+        if metadata is None:
+            return []
+        now = datetime.now(UTC)
+        versions = []
+        for number, info in (metadata.get("versions") or {}).items():
+            deletion_time = _parse_time(info.get("deletion_time") or "")
+            versions.append(
+                SecretVersion(
+                    path=path,
+                    version=int(number),
+                    created_at=_parse_time(info.get("created_time") or ""),
+                    # Vault also reports deletions scheduled by delete_version_after.
+                    deleted=deletion_time is not None and deletion_time <= now,
+                    destroyed=bool(info.get("destroyed")),
+                )
+            )
+        return sorted(versions, key=lambda item: item.version)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @property
+    def _kv(self) -> Any:
+        return self._client.secrets.kv.v2
+
+    def _full(self, path: str) -> str:
+        return f"{self._prefix}/{path}" if self._prefix else path
+
+    def _metadata(self, path: str) -> dict[str, Any] | None:
+        validate_path(path)
+        try:
+            response = self._call(
+                "reading metadata of",
+                f"vault:{path}",
+                lambda: self._kv.read_secret_metadata(
+                    path=self._full(path), mount_point=self._mount
+                ),
+            )
+        except SecretNotFound:
+            return None
+        return _data(response)
+
+    def _call(
+        self, action: str, label: str, request: Callable[[], T], *, cas: int | None = None
+    ) -> T:
+        """Run one hvac request with auth in place, turning every failure into a VaultError."""
+        for attempt in (1, 2):
+            self._ensure_token(force=attempt == 2)
+            try:
+                return request()
+            except hvac_errors.Forbidden as exc:
+                # An AppRole token can be revoked or expire early (lease cut, Vault restarted
+                # without storage); one fresh login tells that apart from a missing policy.
+                if self._role_id and attempt == 1:
+                    continue
+                raise self._translate(exc, action, label, cas) from exc
+            except (hvac_errors.VaultError, requests.RequestException) as exc:
+                raise self._translate(exc, action, label, cas) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @sensitive_variables("response")
+    def _ensure_token(self, *, force: bool) -> None:
+        if not self._role_id:
+            return
+        with self._login_lock:
+            if (
+                not force
+                and self._token_good_until is not None
+                and time.monotonic() < self._token_good_until
+            ):
+                return
+            try:
+                response = self._client.auth.approle.login(
+                    role_id=self._role_id,
+                    secret_id=self._secret_id or None,
+                    mount_point=self._approle_mount,
+                )
+            except (
+                hvac_errors.InvalidRequest,
+                hvac_errors.Forbidden,
+                hvac_errors.Unauthorized,
+            ) as exc:
+                raise VaultPermissionDenied(
+                    f"AppRole login to HashiCorp Vault at {self._addr} failed: {_detail(exc)}. "
+                    "Check ACCESSHIVE_VAULT_ROLE_ID and ACCESSHIVE_VAULT_SECRET_ID"
+                ) from exc
+            except (hvac_errors.VaultError, requests.RequestException) as exc:
+                raise self._translate(exc, "logging in (AppRole) for", "the vault", None) from exc
+            lease = float(response["auth"].get("lease_duration") or 0)
+            self._token_good_until = (
+                float("inf")
+                if lease <= 0
+                else time.monotonic() + max(lease - RENEW_MARGIN_SECONDS, lease / 2)
+            )
+            logger.info(
+                "vault.approle.login", extra={"vault_addr": self._addr, "lease_seconds": lease}
+            )
+
+    def _translate(
+        self, exc: BaseException, action: str, label: str, cas: int | None
+    ) -> VaultError:
+        where = f"HashiCorp Vault at {self._addr}"
+        detail = _detail(exc)
+        if isinstance(exc, hvac_errors.InvalidRequest):
+            if "check-and-set" in detail:
+                return VaultConflict(
+                    f"check-and-set failed {action} {label} (cas={cas}): {where} said: {detail}"
+                )
+            return VaultRequestRejected(f"{where} rejected {action} {label}: 400 {detail}")
+        if isinstance(exc, hvac_errors.Forbidden | hvac_errors.Unauthorized):
+            return VaultPermissionDenied(
+                f"{where} denied {action} {label}: {detail}. Check that the token or AppRole "
+                f"policy allows {self._mount}/data/{self._prefix}/* and "
+                f"{self._mount}/metadata/{self._prefix}/*"
+            )
+        if isinstance(exc, hvac_errors.InvalidPath):
+            if exc.errors:
+                # A missing key is a bare 404 ({"errors": []}); a message means the route
+                # itself is unknown, i.e. there is no KV v2 engine at this mount.
+                return VaultRequestRejected(
+                    f"{where} rejected {action} {label}: 404 {detail}. Check that VAULT_MOUNT "
+                    f"({self._mount!r}) is a KV version 2 secrets engine"
+                )
+            deleted = _deleted_version(exc)
+            if deleted:
+                return SecretNotFound(f"{label} (version {deleted}) was deleted in {where}")
+            return SecretNotFound(f"{label} does not exist in {where}")
+        if isinstance(exc, _UNAVAILABLE_STATUS):
+            return VaultUnavailable(f"{where} is unavailable while {action} {label}: {detail}")
+        if isinstance(exc, requests.exceptions.SSLError):
+            # Retrying does not fix a certificate that does not verify.
+            return VaultRequestRejected(
+                f"TLS to {where} failed while {action} {label}: {detail}. Check VAULT_CACERT"
+            )
+        if isinstance(exc, requests.RequestException):
+            # Refused, reset, DNS, timeouts: the network, or Vault restarting.
+            return VaultUnavailable(f"{where} is unreachable while {action} {label}: {detail}")
+        return VaultRequestRejected(f"{where} failed {action} {label}: {detail}")
+
+
+def _detail(exc: BaseException) -> str:
+    """What the server or the network said, short; Vault never echoes secret data in errors."""
+    if isinstance(exc, hvac_errors.VaultError):
+        if exc.errors:
+            text = "; ".join(str(error) for error in exc.errors)
+        else:
+            text = f"{type(exc).__name__} (no error message)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _deleted_version(exc: hvac_errors.InvalidPath) -> int | None:
+    """Vault answers a read of a deleted version with 404 and that version's metadata."""
+    try:
+        metadata = exc.json["data"]["metadata"]
+    except (TypeError, KeyError):
+        return None
+    if not isinstance(metadata, dict) or not (
+        metadata.get("deletion_time") or metadata.get("destroyed")
+    ):
+        return None
+    return int(metadata.get("version") or 0) or None
+
+
+def _data(response: Any) -> dict[str, Any]:
+    data = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(data, dict):
+        raise VaultRequestRejected("HashiCorp Vault answered without a JSON 'data' object")
+    return data
+
+
+def _parse_time(value: str) -> datetime | None:
+    """Vault's RFC 3339 times carry nanoseconds; Python reads at most microseconds."""
+    if not value:
+        return None
+    head, dot, rest = value.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits) :]
+        value = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
