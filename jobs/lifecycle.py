@@ -19,6 +19,7 @@ from jobs.models import (
     JobStatus,
     JobStatusCount,
 )
+from jobs.signals import job_status_changed
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,14 @@ def transition(
     move. Call inside a transaction: the row is locked until it commits.
     """
     row = (
-        Job.objects.select_for_update().filter(pk=job_id).values_list("status", "job_type").first()
+        Job.objects.select_for_update()
+        .filter(pk=job_id)
+        .values_list("status", "job_type", "subject_type_id", "subject_id")
+        .first()
     )
     if row is None or row[0] not in allowed:
         return None
-    from_status, job_type = row
+    from_status, job_type, subject_type_id, subject_id = row
     query = Q(pk=job_id, status=from_status)
     if condition is not None:
         query &= condition
@@ -68,6 +72,15 @@ def transition(
         return None
     if from_status != to_status:
         shift_counts(job_type, {from_status: -1, to_status: +1})
+        job_status_changed.send(
+            sender=Job,
+            job_id=job_id,
+            job_type=job_type,
+            subject_type_id=subject_type_id,
+            subject_id=subject_id,
+            from_status=from_status,
+            to_status=to_status,
+        )
     return str(from_status)
 
 

@@ -71,8 +71,8 @@ class HvacVault:
         if bool(token) == bool(role_id):
             raise ImproperlyConfigured(
                 f"HashiCorp Vault at {addr} needs exactly one way to authenticate: set either "
-                "ACCESSHIVE_VAULT_TOKEN, or ACCESSHIVE_VAULT_ROLE_ID and "
-                "ACCESSHIVE_VAULT_SECRET_ID (AppRole)"
+                "VAULT_TOKEN, or VAULT_ROLE_ID and "
+                "VAULT_SECRET_ID (AppRole)"
             )
         if timeout <= 0:
             raise ImproperlyConfigured("VAULT_TIMEOUT must be a positive number of seconds")
@@ -260,7 +260,7 @@ class HvacVault:
             ) as exc:
                 raise VaultPermissionDenied(
                     f"AppRole login to HashiCorp Vault at {self._addr} failed: {_detail(exc)}. "
-                    "Check ACCESSHIVE_VAULT_ROLE_ID and ACCESSHIVE_VAULT_SECRET_ID"
+                    "Check VAULT_ROLE_ID and VAULT_SECRET_ID"
                 ) from exc
             except (hvac_errors.VaultError, requests.RequestException) as exc:
                 raise self._translate(exc, "logging in (AppRole) for", "the vault", None) from exc
