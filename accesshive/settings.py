@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "jobs",
     "vault",
+    "identities",
 ]
 
 MIDDLEWARE = [

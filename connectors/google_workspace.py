@@ -35,6 +35,7 @@ class GwsUser:
     name: str
     given_name: str = ""
     family_name: str = ""
+    external_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_resource(cls, resource: Mapping[str, Any]) -> "GwsUser":
@@ -47,6 +48,9 @@ class GwsUser:
             name=str(names.get("fullName", "")),
             given_name=str(names.get("givenName", "")),
             family_name=str(names.get("familyName", "")),
+            external_ids=tuple(
+                str(entry.get("value", "")) for entry in resource.get("externalIds") or ()
+            ),
         )
 
 
@@ -102,13 +106,19 @@ class GoogleWorkspaceClient:
         family_name: str,
         password: str,
         org_unit_path: str = "/",
+        external_id: str = "",
     ) -> GwsUser:
-        body = {
+        """Create a user; ``external_id`` marks it as ours, so a retry can recognise it."""
+        body: dict[str, Any] = {
             "primaryEmail": primary_email,
             "name": {"givenName": given_name, "familyName": family_name},
             "password": password,
             "orgUnitPath": org_unit_path,
         }
+        if external_id:
+            body["externalIds"] = [
+                {"type": "custom", "customType": "accesshive", "value": external_id}
+            ]
         request = self._users.insert(body=body)
         return GwsUser.from_resource(
             self._execute(request, f"user {primary_email}", secret=password)

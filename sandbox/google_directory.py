@@ -588,6 +588,11 @@ class GoogleDirectorySandbox:
             self._keys[key["private_key_id"]] = (key["client_email"], public_key_of(key))
         return key
 
+    def trust_key(self, key: dict[str, str]) -> None:
+        """Grant tokens to an existing sandbox key too (one kept from an earlier run)."""
+        with self._lock:
+            self._keys[key["private_key_id"]] = (key["client_email"], public_key_of(key))
+
     def password_of(self, user_key: str) -> str | None:
         """The last password the API received for a user; never served over HTTP."""
         stored = self.directory.password_of(user_key)
@@ -849,13 +854,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--domain", action="append", dest="domains", help="a domain it owns (repeatable)"
     )
     parser.add_argument(
-        "--key-out", type=Path, help="write a service-account key for this server here"
+        "--key-out",
+        type=Path,
+        help="a service-account key for this server: kept and trusted if the file exists, "
+        "else written there",
     )
     args = parser.parse_args(argv)
     sandbox = GoogleDirectorySandbox(
         args.domains or ["example.com"], host=args.host, port=args.port
     )
-    if args.key_out:
+    if args.key_out and args.key_out.exists():
+        sandbox.trust_key(json.loads(args.key_out.read_text()))
+    elif args.key_out:
         # The file holds a private key: readable by its owner only, from the first byte.
         descriptor = os.open(args.key_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:

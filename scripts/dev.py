@@ -37,15 +37,55 @@ class Proc:
     argv: list[str]
 
 
+GWS_SANDBOX_PORT = int(os.environ.get("SANDBOX_GWS_PORT") or 8081)
+SCIM_SANDBOX_PORT = int(os.environ.get("SANDBOX_SCIM_PORT") or 8082)
+
+
 def processes(port: int, var: Path) -> list[Proc]:
-    """What `make run` runs: one line per process (the sandbox servers join here later)."""
+    """What `make run` runs: one line per process."""
     app = [PYTHON, "-m", "celery", "-A", "accesshive"]
     schedule = str(var / "celerybeat-schedule")
+    gws_key = str(var / "sandbox-gws-key.json")
     return [
         Proc("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"]),
         Proc("worker", [*app, "worker", "--pool", "prefork", "--concurrency", "2", "-l", "info"]),
         Proc("beat", [*app, "beat", "-l", "info", "--schedule", schedule]),
+        Proc(
+            "gws",
+            [
+                *(PYTHON, "-m", "sandbox.google_directory", "--port", str(GWS_SANDBOX_PORT)),
+                *("--domain", "example.com", "--key-out", gws_key),
+            ],
+        ),
+        Proc(
+            "scim",
+            [
+                *(PYTHON, "-m", "sandbox.scim", "--port", str(SCIM_SANDBOX_PORT)),
+                *("--bearer-token-file", str(var / "sandbox-scim-token")),
+            ],
+        ),
     ]
+
+
+def point_platform_at_sandboxes(env: dict[str, str], var: Path) -> None:
+    """Once both sandbox servers answer, create or update the sandbox platform and IdP."""
+    deadline = time.monotonic() + 30
+    key_file = var / "sandbox-gws-key.json"
+    while not (port_answers(GWS_SANDBOX_PORT) and port_answers(SCIM_SANDBOX_PORT)):
+        if time.monotonic() > deadline:
+            say("the sandbox servers did not start; see the gws and scim lines above")
+            return
+        time.sleep(0.3)
+    code = manage(
+        env,
+        "setup_sandbox",
+        *("--gws-url", f"http://127.0.0.1:{GWS_SANDBOX_PORT}/", "--gws-key-file", str(key_file)),
+        *("--scim-url", f"http://127.0.0.1:{SCIM_SANDBOX_PORT}/v2"),
+        *("--scim-token-file", str(var / "sandbox-scim-token")),
+        check=False,
+    )
+    if code != 0:
+        say("setup_sandbox failed: the sandbox platform may point at old servers")
 
 
 # --- preparation --------------------------------------------------------------------------
@@ -68,6 +108,10 @@ def generated_env(var: Path) -> dict[str, tuple[Path, Callable[[dict[str, str]],
         "ACCESSHIVE_VAULT_KEYS": (
             var / "vault-keys",
             lambda env: manage_output(env, "vault_generate_key"),
+        ),
+        "ACCESSHIVE_SANDBOX_SCIM_TOKEN": (
+            var / "sandbox-scim-token",
+            lambda _env: secrets.token_urlsafe(24),
         ),
     }
 
@@ -298,10 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     banner = sign_in(args.port, password, shown)
     say(banner)
 
+    for port in (GWS_SANDBOX_PORT, SCIM_SANDBOX_PORT):
+        if not port_is_free(port):
+            say(f"sandbox port {port} is in use; set SANDBOX_GWS_PORT / SANDBOX_SCIM_PORT")
+            return 1
+    env.pop("ACCESSHIVE_SANDBOX_SCIM_TOKEN")  # the sandbox reads it from its file
     supervisor = Supervisor(processes(args.port, var), env)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, supervisor.request_stop)
     supervisor.start()
+    point_platform_at_sandboxes(env, var)
     threading.Thread(
         target=announce_when_up, args=(args.port, banner, supervisor), daemon=True
     ).start()

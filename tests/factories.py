@@ -1,11 +1,14 @@
 """Test data: users with or without the job permissions, and Job rows in any state via the ORM."""
 
+import itertools
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
+from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
 from jobs import lifecycle
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus, JobType, Trigger
 
@@ -127,3 +130,139 @@ def make_jobs(count: int, **kwargs: Any) -> list[Job]:
 
 def make_event(job: Job, kind: str, *, actor: User | None = None, message: str = "") -> JobEvent:
     return JobEvent.objects.create(job=job, kind=kind, actor=actor, message=message)
+
+
+# --- identities, platforms, identity providers ----------------------------------------------
+IDENTITY_ADMIN_PERMS = (
+    "identities.view_identity",
+    "identities.add_identity",
+    "identities.view_platform",
+    "identities.add_platform",
+    "identities.change_platform",
+    "identities.view_identityprovider",
+    "identities.add_identityprovider",
+    "identities.change_identityprovider",
+    "jobs.view_job",
+)
+_sequence = itertools.count(1)
+
+
+def make_identity_admin(username: str = "idadmin") -> User:
+    """Everything the identity, platform and identity-provider pages ask for, and the jobs."""
+    return make_user(username, perms=IDENTITY_ADMIN_PERMS)
+
+
+def make_identity_viewer(username: str = "idviewer") -> User:
+    return make_user(
+        username,
+        perms=(
+            "identities.view_identity",
+            "identities.view_platform",
+            "identities.view_identityprovider",
+        ),
+    )
+
+
+def make_identity_provider(name: str = "", **fields: Any) -> IdentityProvider:
+    """A SCIM provider whose token reference points at a vault path nothing wrote (no test
+    here reads it)."""
+    name = name or f"IdP {next(_sequence)}"
+    fields.setdefault("scim_base_url", "https://idp.example.com/scim/v2")
+    fields.setdefault("token_ref", "vault:identity-providers/0/scim-token#1")
+    return IdentityProvider.objects.create(name=name, **fields)
+
+
+def make_platform(
+    name: str = "",
+    *,
+    kind: str = Platform.Kind.GOOGLE_WORKSPACE,
+    identity_provider: IdentityProvider | None = None,
+    with_identity_provider: bool = True,
+    **fields: Any,
+) -> Platform:
+    """A platform; Google Workspace on example.com with an identity provider by default."""
+    name = name or f"Platform {next(_sequence)}"
+    if identity_provider is None and with_identity_provider:
+        identity_provider = make_identity_provider(f"{name} IdP")
+    if kind == Platform.Kind.GOOGLE_WORKSPACE:
+        fields.setdefault("primary_domain", "example.com")
+        fields.setdefault("admin_email", "admin@example.com")
+        fields.setdefault("service_account_key_ref", "vault:platforms/0/service-account-key#1")
+    return Platform.objects.create(
+        name=name, kind=kind, identity_provider=identity_provider, **fields
+    )
+
+
+def make_identity(
+    *,
+    platform: Platform | None = None,
+    identity_type: str = IdentityType.HUMAN_INTERACTIVE,
+    status: str = IdentityStatus.PROVISIONED,
+    login: str = "",
+    created_by: User | None = None,
+    **fields: Any,
+) -> Identity:
+    """An identity row straight through the ORM: no jobs, no vault write."""
+    number = next(_sequence)
+    login = login or f"person{number}@example.com"
+    fields.setdefault("display_name", f"Person {number}")
+    return Identity.objects.create(
+        platform=platform or make_platform(),
+        identity_type=identity_type,
+        status=status,
+        login=login,
+        created_by=created_by,
+        **fields,
+    )
+
+
+FAKE_PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+
+
+def service_account_key(secret: str = FAKE_PEM_BODY, **fields: Any) -> dict[str, Any]:
+    """A Google service-account JSON key whose PEM body is ``secret`` (not a real key: the
+    forms check the shape, nothing here signs with it)."""
+    key: dict[str, Any] = {
+        "type": "service_account",
+        "project_id": "accesshive-tests",
+        "private_key_id": "0123456789abcdef",
+        "private_key": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n",
+        "client_email": "robot@accesshive-tests.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    key.update(fields)
+    return key
+
+
+def identity_form_data(identity_type: str, platform: Platform, secret: str) -> dict[str, Any]:
+    """Valid form (and API) fields for one identity of ``identity_type`` on ``platform``;
+    ``secret`` is the credential for the types that carry one."""
+    data: dict[str, dict[str, Any]] = {
+        IdentityType.HUMAN_INTERACTIVE: {
+            "given_name": "Ada",
+            "family_name": "Lovelace",
+            "email": f"ada@{platform.primary_domain or 'elsewhere.org'}",
+            "org_unit_path": "/Engineering",
+        },
+        IdentityType.SHARED_CREDENTIAL_MANAGED: {
+            "email": f"ops-shared@{platform.primary_domain}",
+            "display_name": "Ops shared mailbox",
+        },
+        IdentityType.SHARED_CREDENTIAL_EXTERNAL: {
+            "username": "ops-bot",
+            "password": secret,
+            "display_name": "Ops bot",
+        },
+        IdentityType.SERVICE_ACCOUNT: {
+            "json_key": json.dumps(service_account_key(secret)),
+            "display_name": "CI robot",
+        },
+        IdentityType.API_KEY: {"name": "ci-deploy", "api_key": secret},
+        IdentityType.OAUTH_CLIENT: {
+            "client_id": "portal-client-123",
+            "client_secret": secret,
+            "display_name": "Portal",
+        },
+    }
+    return {"platform": platform.pk, **data[identity_type]}

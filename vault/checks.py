@@ -21,8 +21,7 @@ def check_vault_settings(
             return [
                 checks.Error(
                     "HashiCorp Vault needs exactly one way to authenticate",
-                    hint="Set VAULT_TOKEN, or VAULT_ROLE_ID and "
-                    "VAULT_SECRET_ID (AppRole).",
+                    hint="Set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole).",
                     id="vault.E002",
                 )
             ]

@@ -1,0 +1,1 @@
+"""Benchmarks of the job engine, each a standalone script measured beside its bare tool."""

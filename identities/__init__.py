@@ -1,0 +1,1 @@
+"""Identities, the platforms and identity providers they live on, and their provisioning."""

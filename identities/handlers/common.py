@@ -1,0 +1,52 @@
+"""What the identity handlers share: loading the identity and building connector clients
+with secrets read from the vault at the moment of use."""
+
+import json
+
+from connectors.google_workspace import GoogleWorkspaceClient
+from connectors.scim import ScimClient
+from identities.models import Identity, IdentityProvider, Platform
+from jobs.errors import PermanentError
+from jobs.models import Job
+from vault.backends import get_vault
+from vault.base import SecretRef
+
+
+def load_identity(job: Job) -> Identity:
+    identity = (
+        Identity.objects.select_related("platform__identity_provider")
+        .filter(pk=job.subject_id or 0)
+        .first()
+    )
+    if identity is None:
+        raise PermanentError(f"Job {job.pk} names identity {job.subject_id!r}, which is gone")
+    return identity
+
+
+def read_secret(ref: str, what: str) -> dict[str, str]:
+    if not ref:
+        raise PermanentError(f"{what} is not stored in the vault yet; enter it on its page")
+    secret_ref = SecretRef.parse(ref)
+    return get_vault().read(secret_ref.path, secret_ref.version)
+
+
+def google_workspace_client(platform: Platform) -> GoogleWorkspaceClient:
+    if not platform.is_google_workspace:
+        raise PermanentError(f"Platform {platform.name} is not a Google Workspace platform")
+    secret = read_secret(
+        platform.service_account_key_ref, f"The service-account key of platform {platform.name}"
+    )
+    return GoogleWorkspaceClient(
+        json.loads(secret["json"]),
+        platform.admin_email,
+        api_endpoint=platform.api_endpoint or None,
+    )
+
+
+def scim_client(provider: IdentityProvider | None, platform: Platform) -> ScimClient:
+    if provider is None:
+        raise PermanentError(
+            f"Platform {platform.name} has no identity provider; choose one on its page"
+        )
+    secret = read_secret(provider.token_ref, f"The SCIM token of identity provider {provider.name}")
+    return ScimClient(provider.scim_base_url, secret["token"], provider_name=provider.name)

@@ -1,0 +1,159 @@
+"""Read side of the identity pages and API: filter parsing, keyset pages, one identity."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
+
+DEFAULT_PAGE_SIZE = 50
+# Identities whose provisioning jobs are still on their way; their pages refresh themselves.
+ACTIVE_STATUSES = frozenset({IdentityStatus.PENDING, IdentityStatus.PROVISIONING})
+
+
+class InvalidFilterError(ValueError):
+    """A query parameter has a value the identities list does not understand."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IdentityFilters:
+    """The filters of the identities list; empty (or None) means "any"."""
+
+    status: str = ""
+    identity_type: str = ""
+    platform: Platform | None = None
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as URL query parameters, leaving out the empty ones."""
+        query = {
+            "status": self.status,
+            "type": self.identity_type,
+            "platform": str(self.platform.pk) if self.platform else "",
+        }
+        return {key: value for key, value in query.items() if value}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.identity_type or self.platform)
+
+
+@dataclass(frozen=True)
+class IdentityPage:
+    """One keyset page of the identities list, newest first."""
+
+    identities: list[Identity]
+    before: int | None
+    next_before: int | None
+
+    @property
+    def has_active(self) -> bool:
+        return any(is_active(identity) for identity in self.identities)
+
+
+def is_active(identity: Identity) -> bool:
+    return identity.status in ACTIVE_STATUSES
+
+
+def page_size() -> int:
+    return int(getattr(settings, "IDENTITY_PAGE_SIZE", DEFAULT_PAGE_SIZE))
+
+
+def parse_filters(params: Mapping[str, str]) -> IdentityFilters:
+    """Read ``status``, ``type`` and ``platform`` (an id) from a query string; bad values raise."""
+    status = params.get("status", "").strip()
+    identity_type = params.get("type", "").strip()
+    raw_platform = params.get("platform", "").strip()
+    if status and status not in IdentityStatus.values:
+        raise InvalidFilterError(
+            "status",
+            f"Unknown identity status {status!r}; expected one of: "
+            f"{', '.join(IdentityStatus.values)}",
+        )
+    if identity_type and identity_type not in IdentityType.values:
+        raise InvalidFilterError(
+            "type",
+            f"Unknown identity type {identity_type!r}; expected one of: "
+            f"{', '.join(IdentityType.values)}",
+        )
+    platform = None
+    if raw_platform:
+        if not raw_platform.isdigit() or int(raw_platform) <= 0:
+            raise InvalidFilterError(
+                "platform", f"platform must be a platform id, got {raw_platform!r}"
+            )
+        platform = get_platform(int(raw_platform))
+        if platform is None:
+            raise InvalidFilterError("platform", f"There is no platform with id {raw_platform}")
+    return IdentityFilters(status=status, identity_type=identity_type, platform=platform)
+
+
+def parse_before(params: Mapping[str, str]) -> int | None:
+    """Read the keyset cursor ``before`` (an identity id); anything but a positive whole number
+    raises."""
+    raw = params.get("before", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidFilterError("before", f"before must be a positive identity id, got {raw!r}")
+    return int(raw)
+
+
+def filtered_identities(filters: IdentityFilters) -> QuerySet[Identity]:
+    identities = Identity.objects.all()
+    if filters.status:
+        identities = identities.filter(status=filters.status)
+    if filters.identity_type:
+        identities = identities.filter(identity_type=filters.identity_type)
+    if filters.platform is not None:
+        identities = identities.filter(platform=filters.platform)
+    return identities
+
+
+def list_identities(
+    filters: IdentityFilters, *, before: int | None = None, size: int | None = None
+) -> IdentityPage:
+    """The page of identities older than ``before`` (newest first).
+
+    Keyset paging on the primary key, like the jobs list: page 10,000 costs what page 1 does,
+    and one extra row tells whether there is a next page.
+    """
+    size = size or page_size()
+    identities = (
+        filtered_identities(filters).select_related("platform", "created_by").order_by("-id")
+    )
+    if before is not None:
+        identities = identities.filter(id__lt=before)
+    rows = list(identities[: size + 1])
+    next_before = rows[size - 1].pk if len(rows) > size else None
+    return IdentityPage(identities=rows[:size], before=before, next_before=next_before)
+
+
+def get_identity(identity_id: int) -> Identity | None:
+    return (
+        Identity.objects.select_related("platform__identity_provider", "created_by")
+        .filter(pk=identity_id)
+        .first()
+    )
+
+
+def list_platforms() -> list[Platform]:
+    return list(Platform.objects.select_related("identity_provider").order_by("name"))
+
+
+def get_platform(platform_id: int) -> Platform | None:
+    return Platform.objects.filter(pk=platform_id).first()
+
+
+def list_identity_providers() -> list[IdentityProvider]:
+    return list(IdentityProvider.objects.order_by("name"))
+
+
+def get_identity_provider(provider_id: int) -> IdentityProvider | None:
+    return IdentityProvider.objects.filter(pk=provider_id).first()

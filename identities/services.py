@@ -1,0 +1,153 @@
+"""Domain operations on identities, platforms and identity providers; each one atomic."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+
+from identities.models import (
+    CREDENTIALS_ONLY_TYPES,
+    Identity,
+    IdentityProvider,
+    IdentityStatus,
+    IdentityType,
+    Platform,
+)
+from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.services import enqueue
+from vault.backends import get_vault
+
+PROVISIONING_JOB_TYPES = (JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER)
+
+
+class DuplicateIdentityError(ValueError):
+    """An identity with this login already exists on the platform."""
+
+
+@dataclass(frozen=True)
+class IdentityInput:
+    """What a form or the API hands over; ``secret`` goes to the vault and nowhere else."""
+
+    identity_type: str
+    platform: Platform
+    display_name: str
+    login: str
+    given_name: str = ""
+    family_name: str = ""
+    org_unit_path: str = ""
+    secret: dict[str, str] | None = field(default=None, repr=False)
+
+
+def provisioning_jobs(identity_type: str, platform: Platform) -> list[str]:
+    """The jobs an identity of this type needs on this platform (the product's rule)."""
+    if identity_type in CREDENTIALS_ONLY_TYPES:
+        return []
+    if identity_type == IdentityType.HUMAN_INTERACTIVE:
+        if platform.is_google_workspace:
+            return [JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER]
+        return [JobType.PROVISION_SSO_USER]
+    if identity_type == IdentityType.SHARED_CREDENTIAL_MANAGED:
+        return [JobType.CREATE_DOMAIN_USER]
+    raise ValueError(f"unknown identity type {identity_type!r}")
+
+
+def create_identity(data: IdentityInput, *, actor: Any) -> Identity:
+    """Create an identity and start its path: a vault write for credentials-only types,
+    provisioning jobs for the others. Nothing is kept if any step fails."""
+    try:
+        with transaction.atomic():
+            identity = Identity.objects.create(
+                identity_type=data.identity_type,
+                platform=data.platform,
+                display_name=data.display_name,
+                login=data.login,
+                given_name=data.given_name,
+                family_name=data.family_name,
+                org_unit_path=data.org_unit_path,
+                created_by=actor,
+            )
+            if data.identity_type in CREDENTIALS_ONLY_TYPES:
+                if not data.secret:
+                    raise ValueError("a credentials-only identity needs its secret")
+                ref = get_vault().write(identity.vault_path, data.secret, cas=0)
+                identity.secret_ref = str(ref)
+                identity.status = IdentityStatus.PROVISIONED
+                identity.save(update_fields=["secret_ref", "status"])
+                return identity
+            identity.status = IdentityStatus.PROVISIONING
+            identity.save(update_fields=["status"])
+            for job_type in provisioning_jobs(data.identity_type, data.platform):
+                enqueue(job_type, subject=identity, triggered_by=actor, trigger=Trigger.USER)
+            return identity
+    except IntegrityError as exc:
+        if Identity.objects.filter(platform=data.platform, login=data.login).exists():
+            raise DuplicateIdentityError(
+                f"{data.login} already exists on {data.platform.name}"
+            ) from exc
+        raise
+
+
+def list_identity_jobs(identity: Identity) -> list[Job]:
+    return list(
+        Job.objects.filter(
+            subject_type=ContentType.objects.get_for_model(Identity), subject_id=str(identity.pk)
+        ).defer("params", "result", "error_traceback")
+    )
+
+
+def refresh_identity_status(identity_id: int) -> None:
+    """Provisioned when all its provisioning jobs completed, failed when one failed,
+    provisioning while any is still on its way (including after an admin's retry)."""
+    identity = Identity.objects.select_for_update().filter(pk=identity_id).first()
+    if identity is None or identity.identity_type in CREDENTIALS_ONLY_TYPES:
+        return
+    statuses = set(
+        Job.objects.filter(
+            subject_type=ContentType.objects.get_for_model(Identity),
+            subject_id=str(identity_id),
+            job_type__in=PROVISIONING_JOB_TYPES,
+        ).values_list("status", flat=True)
+    )
+    if JobStatus.FAILED in statuses:
+        status = IdentityStatus.FAILED
+    elif statuses and statuses <= {JobStatus.COMPLETED}:
+        status = IdentityStatus.PROVISIONED
+    else:
+        status = IdentityStatus.PROVISIONING
+    if identity.status != status:
+        Identity.objects.filter(pk=identity_id).update(status=status)
+
+
+def set_service_account_key(platform: Platform, key: dict[str, Any]) -> None:
+    """Store a Google Workspace platform's service-account key in the vault."""
+    ref = get_vault().write(
+        f"platforms/{platform.pk}/service-account-key", {"json": json.dumps(key)}
+    )
+    Platform.objects.filter(pk=platform.pk).update(service_account_key_ref=str(ref))
+    platform.service_account_key_ref = str(ref)
+
+
+def set_scim_token(provider: IdentityProvider, token: str) -> None:
+    """Store an identity provider's SCIM bearer token in the vault."""
+    ref = get_vault().write(f"identity-providers/{provider.pk}/scim-token", {"token": token})
+    IdentityProvider.objects.filter(pk=provider.pk).update(token_ref=str(ref))
+    provider.token_ref = str(ref)
+
+
+@transaction.atomic
+def create_platform(
+    *, service_account_key: dict[str, Any] | None = None, **fields: Any
+) -> Platform:
+    platform = Platform.objects.create(**fields)
+    if service_account_key is not None:
+        set_service_account_key(platform, service_account_key)
+    return platform
+
+
+@transaction.atomic
+def create_identity_provider(*, token: str, **fields: Any) -> IdentityProvider:
+    provider = IdentityProvider.objects.create(**fields)
+    set_scim_token(provider, token)
+    return provider
