@@ -7,11 +7,17 @@ import pytest
 from identities.models import Identity, IdentityStatus, IdentityType, Platform
 from identities.services import IdentityInput, create_identity, create_platform
 from jobs.models import AttemptOutcome, Job, JobStatus
+from jobs.services import retry_job
 from sandbox import google_directory
 from tests.inline import deliver
 from vault.backends import get_vault
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw")
 
 
 @pytest.fixture
@@ -150,3 +156,20 @@ def test_forbidden_403_is_permanent(gws, platform) -> None:
     job = deliver(only_job(managed_identity(platform)))
     assert job.status == JobStatus.FAILED
     assert "Not Authorized" in job.error_message
+
+
+def test_an_admins_retry_after_a_failure_provisions_the_identity(gws, platform, admin_user) -> None:
+    gws.faults.add("users.insert", status=400, reason="invalid", message="Invalid Input: orgUnit")
+    identity = managed_identity(platform)
+    job = deliver(only_job(identity))
+    identity.refresh_from_db()
+    assert identity.status == IdentityStatus.FAILED
+
+    assert retry_job(job, actor=admin_user)
+    identity.refresh_from_db()
+    assert identity.status == IdentityStatus.PROVISIONING
+
+    job = deliver(job)
+    identity.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert identity.status == IdentityStatus.PROVISIONED

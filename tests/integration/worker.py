@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from tests.settings import TEST_REDIS_URL
@@ -48,6 +49,7 @@ class CeleryProcess:
             "TEST_REDIS_URL": TEST_REDIS_URL,
             "ACCESSHIVE_VAR_DIR": self.var_dir,
             "PYTHONPATH": str(ROOT),
+            "ACCESSHIVE_VAULT_KEYS": ",".join(settings.VAULT_EMBEDDED_KEYS),
             **FAST_JOB_ENV,
             **(env or {}),
         }
