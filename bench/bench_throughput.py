@@ -26,7 +26,10 @@ OURS = "job via enqueue()"
 BARE_RESULT = "bare task, django-db result"
 BARE_COUNTED = "bare task, no result"
 KINDS = (BARE_RESULT, OURS, BARE_COUNTED)
-POLL_SECONDS = 0.01
+# How often the benchmark looks whether a batch is done: often enough to err by well under 1%
+# on a batch of seconds, rarely enough that its own queries take little of the two cores.
+POLL_SECONDS = 0.02
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -35,6 +38,26 @@ class Run:
     n: int
     send_seconds: float
     drain_seconds: float
+    # CPU seconds used while draining: by the pool processes, by the worker's main process,
+    # and the share of the machine's cores that were busy (anything, PostgreSQL included).
+    pool_cpu: float
+    main_cpu: float
+    machine_busy: float
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
 
 
 class Worker:
@@ -84,6 +107,13 @@ class Worker:
         if not send(self.queue, destination=[self.node], reply=True, timeout=5):
             raise RuntimeError(f"worker did not answer {command}:\n{self.output()}")
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of the pool processes and of the main process."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as children:
+            pool = [int(pid) for pid in children.read().split()]
+        return sum(process_cpu(pid) for pid in pool), process_cpu(self.proc.pid)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -122,6 +152,8 @@ class Bench:
         send_seconds = time.perf_counter() - start
         if self.queued() != n:
             raise RuntimeError(f"expected {n} queued messages, found {self.queued()}")
+        pool_before, main_before = self.worker.cpu()
+        busy_before, total_before = machine_cpu()
         start = time.perf_counter()
         self.worker.resume()
         deadline = time.monotonic() + max(120, n / 10)
@@ -132,8 +164,18 @@ class Bench:
                 )
             time.sleep(POLL_SECONDS)
         drain_seconds = time.perf_counter() - start
+        pool_after, main_after = self.worker.cpu()
+        busy_after, total_after = machine_cpu()
         self.worker.pause()
-        return Run(kind, n, send_seconds, drain_seconds)
+        return Run(
+            kind,
+            n,
+            send_seconds,
+            drain_seconds,
+            pool_cpu=pool_after - pool_before,
+            main_cpu=main_after - main_before,
+            machine_busy=(busy_after - busy_before) / (total_after - total_before),
+        )
 
     def ours(self) -> tuple[Callable[[int], Any], Callable[[Any], bool]]:
         from jobs.models import JobStatus, JobStatusCount, Trigger
@@ -186,8 +228,9 @@ class Bench:
         return send, lambda goal: int(self.redis.get(COUNTED_KEY) or 0) >= goal
 
 
-def statements_per_job() -> int:
-    """SQL statements the runner issues for one no-op job (the result backend's come on top)."""
+def statements_per_job() -> tuple[int, int]:
+    """SQL statements (and of those, BEGIN/COMMIT) the runner issues for one no-op job, run
+    in this process; the result backend's statements come on top, as for a bare task."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -200,11 +243,8 @@ def statements_per_job() -> int:
         runner.execute(
             job.pk, task_id=str(job.celery_task_id), retries=0, max_retries=0, worker="inline"
         )
-    return len(captured.captured_queries)
-
-
-def rate(n: int, seconds: float) -> float:
-    return n / seconds
+    sql = [query["sql"] for query in captured.captured_queries]
+    return len(sql), sum(1 for text in sql if text in ("BEGIN", "COMMIT"))
 
 
 def main() -> int:
@@ -236,36 +276,57 @@ def main() -> int:
         finally:
             worker.stop()
             bench.redis.flushdb()
-        statements = statements_per_job()
+        statements, transaction_control = statements_per_job()
         reuse = settings.CELERY_DB_REUSE_MAX
     print(
         f"{args.jobs} messages a run, {args.repeats} runs of each kind alternating, after a "
         f"{args.warmup}-message warm-up; prefork concurrency {args.concurrency}, "
-        f"CELERY_DB_REUSE_MAX={reuse}, prefetch 1, acks_late"
+        f"CELERY_DB_REUSE_MAX={reuse}, prefetch 1, acks_late, task events on (as in settings)"
     )
     report(runs)
-    print(f"SQL statements the runner issues per no-op job: {statements}")
+    print(
+        f"\nSQL statements the runner issues per no-op job: {statements} "
+        f"({transaction_control} of them BEGIN/COMMIT), before the result backend's"
+    )
     print(f"total {time.monotonic() - started:.0f} s")
     return 0
 
 
 def report(runs: list[Run]) -> None:
-    def medians(kind: str, attr: str) -> tuple[float, list[float]]:
-        rates = [rate(r.n, getattr(r, attr)) for r in runs if r.kind == kind]
-        return support.median(rates), rates
+    def of(kind: str) -> list[Run]:
+        return [run for run in runs if run.kind == kind]
+
+    def med(kind: str, value: Callable[[Run], float]) -> float:
+        return support.median([value(run) for run in of(kind)])
 
     for title, attr in (
-        ("drain: message queued -> finished (worker)", "drain_seconds"),
-        ("send: enqueue() / .delay() one by one (one process)", "send_seconds"),
+        ("drain: messages queued -> all finished, one worker", "drain_seconds"),
+        ("send: enqueue() / .delay() one by one, from this process", "send_seconds"),
     ):
         print(f"\n{title}")
-        bare = medians(BARE_RESULT, attr)[0]
+
+        def per_second(run: Run, attr: str = attr) -> float:
+            return run.n / float(getattr(run, attr))
+
+        bare = med(BARE_RESULT, per_second)
         rows = []
         for kind in KINDS:
-            med, rates = medians(kind, attr)
-            runs_text = ", ".join(f"{r:.0f}" for r in rates)
-            rows.append([kind, f"{med:.0f}", runs_text, f"{med / bare:.2f}"])
-        support.print_table(["", "median /s", "runs /s", f"x of '{BARE_RESULT}'"], rows)
+            rates = ", ".join(f"{per_second(run):.0f}" for run in of(kind))
+            median = med(kind, per_second)
+            rows.append([kind, f"{median:.0f}", rates, f"{median / bare:.2f}"])
+        support.print_table(["", "median /s", "runs /s", "ratio to bare+result"], rows)
+
+    print("\nCPU while draining (medians): ms per message, and the machine's busy share")
+    rows = [
+        [
+            kind,
+            f"{med(kind, lambda run: run.pool_cpu / run.n * 1000):.1f}",
+            f"{med(kind, lambda run: run.main_cpu / run.n * 1000):.1f}",
+            f"{med(kind, lambda run: run.machine_busy) * 100:.0f}%",
+        ]
+        for kind in KINDS
+    ]
+    support.print_table(["", "pool processes", "worker main", "cores busy"], rows)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def django_on_fresh_database(db_name: str) -> Iterator[dict[str, str]]:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     try:
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0", "--skip-checks"],
             cwd=ROOT,
             env=env,
             check=True,
@@ -129,5 +129,5 @@ def machine_summary() -> str:
     return (
         f"{os.cpu_count()} cores, {memory}, Python {platform.python_version()}, "
         f"Django {django.get_version()}, Celery {celery.__version__}, "
-        f"PostgreSQL {row[0] if row else '?'}"
+        f"PostgreSQL {row[0] if row else '?'}; load average {os.getloadavg()[0]:.1f} at start"
     )

@@ -47,7 +47,7 @@ class IdentityProviderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: igno
     @admin.display(description="Change")
     def edit(self, provider: IdentityProvider) -> str:
         url = reverse("identities:provider-edit", args=[provider.pk])
-        return format_html('<a href="{}">on the identity provider’s page</a>', url)
+        return format_html('<a href="{}">{}</a>', url, "on the identity provider's page")
 
 
 @admin.register(Platform)
@@ -79,7 +79,7 @@ class PlatformAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     @admin.display(description="Change")
     def edit(self, platform: Platform) -> str:
         url = reverse("identities:platform-edit", args=[platform.pk])
-        return format_html('<a href="{}">on the platform’s page</a>', url)
+        return format_html('<a href="{}">{}</a>', url, "on the platform's page")
 
 
 @admin.register(Identity)
@@ -125,4 +125,4 @@ class IdentityAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     @admin.display(description="Page")
     def page(self, identity: Identity) -> str:
         url = reverse("identities:detail", args=[identity.pk])
-        return format_html('<a href="{}">the identity’s page, with its jobs</a>', url)
+        return format_html('<a href="{}">{}</a>', url, "the identity's page, with its jobs")

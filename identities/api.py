@@ -140,7 +140,7 @@ def form_data(form_class: type[IdentityForm], body: dict[str, Any]) -> dict[str,
         elif name == "json_key":
             errors[name] = ["Must be the key's JSON object, or that object as a string."]
         else:
-            errors[name] = ["Must be a string or a number."]
+            errors[name] = ["Must be a string or a whole number."]
     if errors:
         raise BadBody(errors)
     return data
@@ -203,7 +203,6 @@ def identity_create(request: HttpRequest) -> HttpResponse:
         identity = services.create_identity(form.to_input(), actor=request.user)
     except services.DuplicateIdentityError as exc:
         return invalid({form.login_field: [str(exc)]})
-    identity = queries.get_identity(identity.pk) or identity
     response = JsonResponse(
         identity_detail_data(request, identity, services.list_identity_jobs(identity)),
         status=201,

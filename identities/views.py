@@ -151,7 +151,7 @@ def identity_create(request: HttpRequest, identity_type: str) -> HttpResponse:
                 messages.success(request, created_message(identity))
                 return redirect("identities:detail", identity_id=identity.pk)
     else:
-        form = form_class(initial=initial_platform(request))
+        form = form_class()
     context = {
         "nav": "identities",
         "form": form,
@@ -160,12 +160,6 @@ def identity_create(request: HttpRequest, identity_type: str) -> HttpResponse:
         "type_description": TYPE_DESCRIPTIONS.get(identity_type, ""),
     }
     return render(request, "identities/identity_form.html", context)
-
-
-def initial_platform(request: HttpRequest) -> dict[str, Any]:
-    """``?platform=<id>`` preselects a platform (links from a platform's row use it)."""
-    raw = request.GET.get("platform", "")
-    return {"platform": int(raw)} if raw.isdigit() else {}
 
 
 def created_message(identity: Identity) -> str:

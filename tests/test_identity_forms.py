@@ -2,9 +2,12 @@
 duplicates, and what each form hands to the service."""
 
 import json
+from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.forms.utils import ErrorDict
+from django.utils.datastructures import MultiValueDict
 
 from identities.forms import (
     IDENTITY_FORMS,
@@ -21,7 +24,11 @@ pytestmark = pytest.mark.django_db
 SECRET = "f0rm-s3cret-5d21"
 
 
-def bind(identity_type: str, data: dict, files: dict | None = None) -> IdentityForm:
+def bind(identity_type: str, data: dict[str, Any], upload: bytes | None = None) -> IdentityForm:
+    """The bound form, validated; ``upload`` is sent as the key file."""
+    files: MultiValueDict[str, UploadedFile[Any]] = MultiValueDict()
+    if upload is not None:
+        files["json_key_file"] = SimpleUploadedFile("key.json", upload)
     form = IDENTITY_FORMS[identity_type](data, files)
     form.is_valid()
     return form
@@ -169,12 +176,11 @@ def test_unknown_platform_is_refused() -> None:
 # --- service-account keys -------------------------------------------------------------------
 
 
-def key_errors(gws, *, pasted: str | None = None, upload: bytes | None = None) -> dict:
-    data: dict = {"platform": gws.pk}
+def key_errors(gws, *, pasted: str | None = None, upload: bytes | None = None) -> ErrorDict:
+    data: dict[str, Any] = {"platform": gws.pk}
     if pasted is not None:
         data["json_key"] = pasted
-    files = {"json_key_file": SimpleUploadedFile("key.json", upload)} if upload else None
-    return bind(IdentityType.SERVICE_ACCOUNT, data, files).errors
+    return bind(IdentityType.SERVICE_ACCOUNT, data, upload).errors
 
 
 @pytest.mark.parametrize(
@@ -226,11 +232,7 @@ def test_oversized_paste_is_refused(gws) -> None:
 def test_pasted_and_uploaded_keys_give_the_same_identity(gws) -> None:
     raw = json.dumps(factories.service_account_key(SECRET))
     pasted = bind(IdentityType.SERVICE_ACCOUNT, {"platform": gws.pk, "json_key": raw})
-    uploaded = bind(
-        IdentityType.SERVICE_ACCOUNT,
-        {"platform": gws.pk},
-        {"json_key_file": SimpleUploadedFile("key.json", raw.encode())},
-    )
+    uploaded = bind(IdentityType.SERVICE_ACCOUNT, {"platform": gws.pk}, raw.encode())
     assert pasted.errors == uploaded.errors == {}
     assert pasted.to_input() == uploaded.to_input()
 

@@ -1,0 +1,130 @@
+"""The engine's rules that need no worker: enqueue's guards, claims, and settings."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from accesshive.celery import app
+from jobs import lifecycle, services, sweeper
+from jobs.models import Job, JobEvent, JobStatus, JobStatusCount, JobType
+from jobs.tasks import run_job
+from tests.inline import deliver
+
+pytestmark = pytest.mark.django_db
+
+
+def test_enqueue_refuses_a_secret_in_the_parameters() -> None:
+    with pytest.raises(services.InvalidJobError, match=r"params.auth.password"):
+        services.enqueue(JobType.DIRECTORY_SYNC, params={"auth": {"password": "hunter2"}})
+    assert not Job.objects.exists()
+
+
+def test_enqueue_accepts_vault_references() -> None:
+    job = services.enqueue(JobType.DIRECTORY_SYNC, params={"credential_ref": "vault:x#1"})
+    assert job.params == {"credential_ref": "vault:x#1"}
+
+
+def test_enqueue_refuses_an_unknown_type() -> None:
+    with pytest.raises(services.InvalidJobError, match="unknown job type"):
+        services.enqueue("make_coffee")
+
+
+def test_a_type_without_a_handler_fails_clearly_never_succeeds() -> None:
+    job = deliver(services.enqueue(JobType.REMEDIATION))
+    assert job.status == JobStatus.FAILED
+    assert job.error_message == "No handler for this job type yet: remediation"
+    assert job.attempt_count == 1
+
+
+def test_counters_follow_every_status_change() -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    deliver(job)
+
+    def count(status: str) -> int:
+        return JobStatusCount.objects.get(job_type="remediation", status=status).count
+
+    assert (count("pending"), count("running"), count("failed")) == (0, 0, 1)
+
+
+def test_a_stale_message_cannot_claim_the_job() -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    assert lifecycle.start_attempt(job.pk, task_id="not-its-id", retries=0, worker="w") is None
+    assert (
+        lifecycle.start_attempt(job.pk, task_id=str(job.celery_task_id), retries=1, worker="w")
+        is None
+    )
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING
+    assert job.attempt_count == 0
+
+
+def test_the_sweeper_resends_only_jobs_overdue_past_the_grace() -> None:
+    overdue = services.enqueue(JobType.REMEDIATION)
+    fresh = services.enqueue(JobType.REMEDIATION)
+    old_task_id = overdue.celery_task_id
+    Job.objects.filter(pk=overdue.pk).update(
+        dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 5)
+    )
+
+    assert sweeper.sweep() == {"resent": 1, "recovered": 0}
+    overdue.refresh_from_db()
+    fresh.refresh_from_db()
+    assert overdue.celery_task_id != old_task_id  # the lost message can no longer claim it
+    assert overdue.events.get().kind == JobEvent.Kind.RESENT
+    assert not fresh.events.exists()
+
+
+def test_the_sweeper_recovers_a_job_whose_worker_died() -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    attempt = lifecycle.start_attempt(
+        job.pk, task_id=str(job.celery_task_id), retries=0, worker="w"
+    )
+    assert attempt is not None
+    long_ago = timezone.now() - timedelta(
+        seconds=settings.JOB_HARD_TIMEOUT + settings.JOB_SWEEP_GRACE + 5
+    )
+    Job.objects.filter(pk=job.pk).update(attempt_started_at=long_ago)
+
+    assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+    job.refresh_from_db()
+    assert job.status == JobStatus.RETRYING
+    assert job.retries == 1
+    assert job.attempts.get().outcome == "lost"
+
+
+def test_the_worker_is_configured_not_to_lose_jobs() -> None:
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_reject_on_worker_lost is True
+    task = run_job
+    assert task.retry_on_worker_lost is True
+    assert task.max_retries == 5
+    assert task.soft_time_limit == 120
+    assert task.time_limit > task.soft_time_limit
+
+
+def test_redis_visibility_timeout_outlasts_the_longest_backoff_plus_an_attempt() -> None:
+    """Otherwise Redis hands a retry that is held for its countdown to a second worker."""
+    script = (
+        "import json, accesshive.settings as s; print(json.dumps([s.CELERY_BROKER_TRANSPORT_OPTIONS"
+        "['visibility_timeout'], s.JOB_BACKOFF_MAX, s.JOB_HARD_TIMEOUT]))"
+    )
+    for backoff_max in ("600", "7200"):
+        env = {
+            **os.environ,
+            "DJANGO_SECRET_KEY": "x",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "ACCESSHIVE_JOB_BACKOFF_MAX": backoff_max,
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        visibility, longest_backoff, hard_limit = json.loads(out)
+        assert visibility > longest_backoff + hard_limit
