@@ -155,6 +155,7 @@ JOB_HARD_TIMEOUT = JOB_TIMEOUT + env_int("ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE", 10
 JOB_SWEEP_GRACE = env_int("ACCESSHIVE_JOB_SWEEP_GRACE", 300)
 JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 60)
 JOB_PAGE_SIZE = env_int("ACCESSHIVE_JOB_PAGE_SIZE", 50)
+IDENTITY_PAGE_SIZE = env_int("ACCESSHIVE_IDENTITY_PAGE_SIZE", 50)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")

@@ -81,8 +81,9 @@ class DomainEmailMixin(forms.Form):
     def clean_email(self) -> str:
         email = str(self.cleaned_data["email"]).strip().lower()
         platform = self.cleaned_data.get("platform")
-        on_gws = platform is not None and platform.is_google_workspace
-        domain = platform.primary_domain.lower() if on_gws else ""
+        domain = ""
+        if platform is not None and platform.is_google_workspace:
+            domain = platform.primary_domain.lower()
         if domain and not email.endswith("@" + domain):
             raise ValidationError(f"Not on the platform's domain {domain}.")
         return email
@@ -227,6 +228,11 @@ IDENTITY_FORMS: dict[str, type[IdentityForm]] = {
 
 
 class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
+    api_endpoint = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Leave empty for Google; set for the sandbox or a proxy",
+    )
     service_account_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -247,7 +253,15 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("kind") == Platform.Kind.GOOGLE_WORKSPACE:
+        if cleaned.get("kind") != Platform.Kind.GOOGLE_WORKSPACE:
+            if cleaned.get("service_account_key"):
+                self.add_error(
+                    "service_account_key",
+                    "Only a Google Workspace platform uses a service-account key; "
+                    "leave this empty.",
+                )
+            cleaned["service_account_key"] = None
+        else:
             for name in ("primary_domain", "admin_email"):
                 if not cleaned.get(name):
                     self.add_error(name, "Required for a Google Workspace platform.")
@@ -257,8 +271,12 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
                     cleaned["service_account_key"] = parse_service_account_key(raw)
                 except ValidationError as exc:
                     self.add_error("service_account_key", exc)
-            elif not (self.instance.pk and self.instance.service_account_key_ref):
-                self.add_error("service_account_key", "Required for a Google Workspace platform.")
+            else:
+                cleaned["service_account_key"] = None
+                if not (self.instance.pk and self.instance.service_account_key_ref):
+                    self.add_error(
+                        "service_account_key", "Required for a Google Workspace platform."
+                    )
             admin = str(cleaned.get("admin_email") or "").lower()
             domain = str(cleaned.get("primary_domain") or "").lower()
             if admin and domain and not admin.endswith("@" + domain):
@@ -273,6 +291,8 @@ class IdentityProviderForm(forms.ModelForm):  # type: ignore[type-arg]
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored in the vault; shown afterwards only as “stored”.",
     )
+
+    scim_base_url = forms.URLField(label="SCIM base URL", max_length=500, assume_scheme="https")
 
     class Meta:
         model = IdentityProvider

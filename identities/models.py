@@ -108,6 +108,7 @@ class Identity(models.Model):
         indexes = [
             models.Index(fields=["status", "-id"], name="identity_status_newest"),
             models.Index(fields=["identity_type", "-id"], name="identity_type_newest"),
+            models.Index(fields=["platform", "-id"], name="identity_platform_newest"),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,6 @@ from django.db.models import QuerySet
 
 from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
 
-DEFAULT_PAGE_SIZE = 50
 # Identities whose provisioning jobs are still on their way; their pages refresh themselves.
 ACTIVE_STATUSES = frozenset({IdentityStatus.PENDING, IdentityStatus.PROVISIONING})
 
@@ -62,7 +61,7 @@ def is_active(identity: Identity) -> bool:
 
 
 def page_size() -> int:
-    return int(getattr(settings, "IDENTITY_PAGE_SIZE", DEFAULT_PAGE_SIZE))
+    return int(settings.IDENTITY_PAGE_SIZE)
 
 
 def parse_filters(params: Mapping[str, str]) -> IdentityFilters:

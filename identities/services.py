@@ -147,6 +147,32 @@ def create_platform(
 
 
 @transaction.atomic
+def update_platform(
+    platform: Platform, *, service_account_key: dict[str, Any] | None = None, **fields: Any
+) -> Platform:
+    """Change a platform's fields; a new key replaces the stored one (a new vault version)."""
+    for name, value in fields.items():
+        setattr(platform, name, value)
+    platform.save()
+    if service_account_key is not None:
+        set_service_account_key(platform, service_account_key)
+    return platform
+
+
+@transaction.atomic
+def update_identity_provider(
+    provider: IdentityProvider, *, token: str = "", **fields: Any
+) -> IdentityProvider:
+    """Change a provider's fields; a new token replaces the stored one."""
+    for name, value in fields.items():
+        setattr(provider, name, value)
+    provider.save()
+    if token:
+        set_scim_token(provider, token)
+    return provider
+
+
+@transaction.atomic
 def create_identity_provider(*, token: str, **fields: Any) -> IdentityProvider:
     provider = IdentityProvider.objects.create(**fields)
     set_scim_token(provider, token)

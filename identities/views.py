@@ -8,7 +8,6 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -205,9 +204,10 @@ def platform_list(request: HttpRequest) -> HttpResponse:
 def platform_create(request: HttpRequest) -> HttpResponse:
     require_permissions(request, ADD_PLATFORM)
     form = PlatformForm(request.POST) if request.method == "POST" else PlatformForm()
-    if form.is_valid() and key_fits_kind(form):
+    if form.is_valid():
         fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
-        platform = services.create_platform(service_account_key=parsed_key(form), **fields)
+        key = form.cleaned_data["service_account_key"]
+        platform = services.create_platform(service_account_key=key, **fields)
         messages.success(request, f"Platform {platform.name} created.")
         return redirect("identities:platform-list")
     return render_platform_form(request, form, None)
@@ -224,33 +224,13 @@ def platform_edit(request: HttpRequest, platform_id: int) -> HttpResponse:
         form = PlatformForm(request.POST, instance=platform)
     else:
         form = PlatformForm(instance=platform)
-    if form.is_valid() and key_fits_kind(form):
-        key = parsed_key(form)
-        with transaction.atomic():
-            platform = form.save()
-            if key is not None:
-                services.set_service_account_key(platform, key)
+    if form.is_valid():
+        fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
+        key = form.cleaned_data["service_account_key"]
+        platform = services.update_platform(platform, service_account_key=key, **fields)
         messages.success(request, f"Platform {platform.name} saved.")
         return redirect("identities:platform-list")
     return render_platform_form(request, form, platform)
-
-
-def parsed_key(form: forms.BaseForm) -> dict[str, Any] | None:
-    """The service-account key PlatformForm parsed into a dict, or None when none was given."""
-    key = form.cleaned_data.get("service_account_key")
-    return key if isinstance(key, dict) else None
-
-
-def key_fits_kind(form: forms.BaseForm) -> bool:
-    """PlatformForm parses a key only for Google Workspace; a key typed for another kind of
-    platform would be dropped without a word, so it is an error instead."""
-    if form.cleaned_data.get("service_account_key") and parsed_key(form) is None:
-        form.add_error(
-            "service_account_key",
-            "Only a Google Workspace platform uses a service-account key; leave this empty.",
-        )
-        return False
-    return True
 
 
 def render_platform_form(
@@ -306,11 +286,9 @@ def provider_edit(request: HttpRequest, provider_id: int) -> HttpResponse:
     else:
         form = IdentityProviderForm(instance=provider)
     if form.is_valid():
+        fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
         token = form.cleaned_data["scim_token"]
-        with transaction.atomic():
-            provider = form.save()
-            if token:
-                services.set_scim_token(provider, token)
+        provider = services.update_identity_provider(provider, token=token, **fields)
         messages.success(request, f"Identity provider {provider.name} saved.")
         return redirect("identities:provider-list")
     return render_provider_form(request, form, provider)

@@ -1,4 +1,5 @@
-"""Test data: users with or without the job permissions, and Job rows in any state via the ORM."""
+"""Test data: users with or without permissions, Job rows in any state, platforms, identity
+providers and identities, and valid form data per identity type."""
 
 import itertools
 import json

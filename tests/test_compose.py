@@ -34,6 +34,7 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_JOB_BACKOFF_JITTER": "off keeps retry times predictable for admins",
     "ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE": "10s after the soft limit",
     "ACCESSHIVE_JOB_PAGE_SIZE": "a UI preference",
+    "ACCESSHIVE_IDENTITY_PAGE_SIZE": "a UI preference",
     "CELERY_RESULT_EXPIRES": "a week of results",
     "CELERY_DB_REUSE_MAX": "a worker tuning knob",
     "ACCESSHIVE_VAULT_KEYS": "keys of the embedded vault; production uses the vault service",

@@ -104,10 +104,10 @@ def test_the_worker_is_configured_not_to_lose_jobs() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_reject_on_worker_lost is True
     task = run_job
-    assert task.retry_on_worker_lost is True
+    assert task.retry_on_worker_lost is True  # type: ignore[attr-defined]
     assert task.max_retries == 5
     assert task.soft_time_limit == 120
-    assert task.time_limit > task.soft_time_limit
+    assert (task.time_limit or 0) > task.soft_time_limit
 
 
 def test_redis_visibility_timeout_outlasts_the_longest_backoff_plus_an_attempt() -> None:
