@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "jobs",
     "vault",
     "identities",
+    "pam",
+    "imports",
 ]
 
 MIDDLEWARE = [

@@ -12,4 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("jobs.urls")),
     path("", include("identities.urls")),
+    path("", include("pam.urls")),
+    path("", include("imports.urls")),
 ]

@@ -1,0 +1,1 @@
+"""CSV bulk import of identities."""
