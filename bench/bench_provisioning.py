@@ -54,8 +54,10 @@ def measure(runs: int) -> dict[str, float]:
         service_account_key=gws.issue_key(),
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "accesshive", "worker", "--pool", "prefork"]
-        + ["--concurrency", "2", "-l", "warning", "--without-mingle", "--without-gossip"],
+        [
+            *(sys.executable, "-m", "celery", "-A", "accesshive", "worker", "--pool", "prefork"),
+            *("--concurrency", "2", "-l", "warning", "--without-mingle", "--without-gossip"),
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
