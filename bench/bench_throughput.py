@@ -72,7 +72,9 @@ class Worker:
         self.name = f"bench-{uuid.uuid4().hex[:8]}"
         self.node = f"{self.name}@{os.uname().nodename}"
         self.concurrency = concurrency
-        self.log_path = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
+        handle, log_path = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
+        os.close(handle)
+        self.log_path = Path(log_path)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -16,10 +16,23 @@ from urllib.parse import urlparse
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_of(url: str) -> str:
+    """scheme://user@host:port of a URL, without its database."""
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
 # The server the benchmark databases are made on, and the Redis database the benchmarks own
-# (the tests use 15 and 14): both wiped at the start and the end of a run.
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# (the tests use 15 and 14), wiped at the start and the end of a run. Run under
+# scripts/services.sh, they follow the servers it found or started.
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL") or server_of(
+    os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL") or (
+    server_of(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")) + "/13"
+)
 
 
 def reachable(url: str, default_port: int) -> bool:

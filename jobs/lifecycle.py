@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from jobs.models import (
@@ -24,23 +24,46 @@ from jobs.signals import job_status_changed
 log = logging.getLogger(__name__)
 
 
+_types_with_counters: set[str] = set()
+
+
 def shift_counts(job_type: str, changes: dict[str, int]) -> None:
-    """Apply +/- deltas to the per-status counters, in a fixed order so two
-    transactions never lock the same counter rows in opposite orders."""
-    for status, delta in sorted(changes.items()):
-        if delta == 0:
-            continue
-        updated = JobStatusCount.objects.filter(job_type=job_type, status=status).update(
-            count=F("count") + delta
+    """Apply +/- deltas to the per-status counters in one UPDATE. Call it last in a
+    transaction: the counter rows are the hottest rows there are."""
+    changes = {status: delta for status, delta in changes.items() if delta}
+    if not changes:
+        return
+    if job_type not in _types_with_counters:
+        # The migration makes rows for the nine product types; other types get theirs here.
+        JobStatusCount.objects.bulk_create(
+            [JobStatusCount(job_type=job_type, status=status, count=0) for status in JobStatus],
+            ignore_conflicts=True,
         )
-        if not updated:
-            JobStatusCount.objects.bulk_create(
-                [JobStatusCount(job_type=job_type, status=status, count=0)],
-                ignore_conflicts=True,
-            )
-            JobStatusCount.objects.filter(job_type=job_type, status=status).update(
-                count=F("count") + delta
-            )
+        _types_with_counters.add(job_type)
+    delta = Case(*(When(status=s, then=Value(d)) for s, d in changes.items()), default=Value(0))
+    JobStatusCount.objects.filter(job_type=job_type, status__in=changes).update(
+        count=F("count") + delta
+    )
+
+
+def moved(
+    job_id: int,
+    job_type: str,
+    subject: tuple[int | None, str],
+    from_status: str,
+    to_status: str,
+) -> None:
+    """What follows every status change, once the row is updated: counters and the signal."""
+    job_status_changed.send(
+        sender=Job,
+        job_id=job_id,
+        job_type=job_type,
+        subject_type_id=subject[0],
+        subject_id=subject[1],
+        from_status=from_status,
+        to_status=to_status,
+    )
+    shift_counts(job_type, {from_status: -1, to_status: +1})
 
 
 def transition(
@@ -71,16 +94,7 @@ def transition(
     if not Job.objects.filter(query).update(status=to_status, **fields):
         return None
     if from_status != to_status:
-        shift_counts(job_type, {from_status: -1, to_status: +1})
-        job_status_changed.send(
-            sender=Job,
-            job_id=job_id,
-            job_type=job_type,
-            subject_type_id=subject_type_id,
-            subject_id=subject_id,
-            from_status=from_status,
-            to_status=to_status,
-        )
+        moved(job_id, job_type, (subject_type_id, subject_id), from_status, to_status)
     return str(from_status)
 
 
@@ -96,13 +110,6 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
     """Claim the job for one delivery of its message; None means the delivery is stale."""
     now = timezone.now()
     lost_cutoff = now - timedelta(seconds=settings.JOB_HARD_TIMEOUT)
-    fields: dict[str, Any] = {
-        "retries": retries,
-        "attempt_count": F("attempt_count") + 1,
-        "attempt_started_at": now,
-        "started_at": now,
-        "next_attempt_at": None,
-    }
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or str(job.celery_task_id) != str(task_id):
@@ -128,37 +135,58 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
             )
         else:
             return None
-        if job.started_at is not None:
-            fields["started_at"] = job.started_at
-        if transition(job_id, allowed=(job.status,), to_status=JobStatus.RUNNING, **fields) is None:
-            return None
-        job.refresh_from_db()
-        return JobAttempt.objects.create(
-            job=job, number=job.attempt_count, retries=retries, worker=worker, started_at=now
+        number = job.attempt_count + 1
+        Job.objects.filter(pk=job_id).update(
+            status=JobStatus.RUNNING,
+            retries=retries,
+            attempt_count=number,
+            attempt_started_at=now,
+            started_at=job.started_at or now,
+            next_attempt_at=None,
         )
+        attempt = JobAttempt.objects.create(
+            job=job, number=number, retries=retries, worker=worker, started_at=now
+        )
+        if job.status != JobStatus.RUNNING:
+            moved(job_id, job.job_type, subject_of(job), job.status, JobStatus.RUNNING)
+        job.status, job.attempt_count = JobStatus.RUNNING, number
+        return attempt
+
+
+def subject_of(job: Job) -> tuple[int | None, str]:
+    return job.subject_type_id, job.subject_id
+
+
+def finish(attempt: JobAttempt, to_status: str, **fields: Any) -> bool:
+    """Running → ``to_status``, only if this attempt is still the job's current one."""
+    job = attempt.job
+    updated = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, attempt_count=attempt.number
+    ).update(status=to_status, **fields)
+    if updated:
+        moved(job.pk, job.job_type, subject_of(job), JobStatus.RUNNING, to_status)
+    return bool(updated)
 
 
 def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
     now = timezone.now()
     with transaction.atomic():
-        left = transition(
-            attempt.job_id,
-            allowed=(JobStatus.RUNNING,),
-            to_status=JobStatus.COMPLETED,
-            condition=Q(attempt_count=attempt.number),
+        JobAttempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING).update(
+            outcome=AttemptOutcome.SUCCEEDED, finished_at=now
+        )
+        if finish(
+            attempt,
+            JobStatus.COMPLETED,
             result=result,
             completed_at=now,
             next_attempt_at=None,
             error_class="",
             error_message="",
             error_traceback="",
-        )
-        if left is None:
-            return False
-        JobAttempt.objects.filter(pk=attempt.pk).update(
-            outcome=AttemptOutcome.SUCCEEDED, finished_at=now
-        )
-    return True
+        ):
+            return True
+        transaction.set_rollback(True)  # a newer attempt owns the job now
+        return False
 
 
 def fail_attempt(
@@ -174,26 +202,24 @@ def fail_attempt(
     errors = error_fields(exc, message)
     next_at = now + timedelta(seconds=backoff_seconds(attempt.retries)) if will_retry else None
     with transaction.atomic():
-        left = transition(
-            attempt.job_id,
-            allowed=(JobStatus.RUNNING,),
-            to_status=JobStatus.RETRYING if will_retry else JobStatus.FAILED,
-            condition=Q(attempt_count=attempt.number),
-            completed_at=None if will_retry else now,
-            next_attempt_at=next_at,
-            retries=attempt.retries + 1 if will_retry else attempt.retries,
-            dispatched_at=now,
-            **errors,
-        )
-        if left is None:
-            return False
-        JobAttempt.objects.filter(pk=attempt.pk).update(
+        JobAttempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING).update(
             outcome=AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED,
             finished_at=now,
             next_attempt_at=next_at,
             **errors,
         )
-    return True
+        if finish(
+            attempt,
+            JobStatus.RETRYING if will_retry else JobStatus.FAILED,
+            completed_at=None if will_retry else now,
+            next_attempt_at=next_at,
+            retries=attempt.retries + 1 if will_retry else attempt.retries,
+            dispatched_at=now,
+            **errors,
+        ):
+            return True
+        transaction.set_rollback(True)
+        return False
 
 
 def backoff_seconds(retries: int) -> int:
