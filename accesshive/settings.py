@@ -159,6 +159,16 @@ JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 60)
 JOB_PAGE_SIZE = env_int("ACCESSHIVE_JOB_PAGE_SIZE", 50)
 IDENTITY_PAGE_SIZE = env_int("ACCESSHIVE_IDENTITY_PAGE_SIZE", 50)
 
+# --- Privileged access (pam) ----------------------------------------------------------------
+# The longest a check-out lasts, in minutes; a user may ask for less.
+PAM_MAX_SESSION_MINUTES = env_int("ACCESSHIVE_PAM_MAX_SESSION_MINUTES", 60)
+# Length of the passwords credential_rotation sets: 12 to 100 (Google's limit); always letters,
+# digits and symbols, at least one of each (identities.passwords.generate_password).
+PAM_PASSWORD_LENGTH = env_int("ACCESSHIVE_PAM_PASSWORD_LENGTH", 24)
+PAM_SESSION_PAGE_SIZE = env_int("ACCESSHIVE_PAM_SESSION_PAGE_SIZE", 50)
+# How often the beat checks in sessions past their expiry, in seconds.
+PAM_EXPIRY_INTERVAL = env_int("ACCESSHIVE_PAM_EXPIRY_INTERVAL", 60)
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 BROKER_IS_FILESYSTEM = CELERY_BROKER_URL.startswith("filesystem://")
@@ -198,6 +208,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": float(JOB_SWEEP_INTERVAL)},
+    "pam-expire-sessions": {"task": "pam.expire_sessions", "schedule": float(PAM_EXPIRY_INTERVAL)},
 }
 # Keep the worker's database connection between tasks instead of reconnecting per task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)

@@ -1,1 +1,1 @@
-"""Privileged access: checking out managed shared credentials, and rotating them at check-in."""
+"""Privileged access: checking out shared credentials, and replacing their passwords after."""

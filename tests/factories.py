@@ -267,3 +267,110 @@ def identity_form_data(identity_type: str, platform: Platform, secret: str) -> d
         },
     }
     return {"platform": platform.pk, **data[identity_type]}
+
+
+# --- privileged access (pam) ----------------------------------------------------------------
+PAM_USER_PERMS = ("identities.view_identity", "pam.check_out_credential")
+PAM_ADMIN_PERMS = (
+    *PAM_USER_PERMS,
+    "pam.check_in_any_session",
+    "pam.record_manual_rotation",
+    "jobs.view_job",
+)
+EXTERNAL_PASSWORD = "ext3rnal-Pa55word-0c1e"
+
+
+def make_pam_user(username: str = "operator") -> User:
+    """Can see identities, check shared credentials out and reveal their password."""
+    return make_user(username, perms=PAM_USER_PERMS)
+
+
+def make_pam_admin(username: str = "pamadmin") -> User:
+    """Also checks in anyone's session and records rotations by hand."""
+    return make_user(username, perms=PAM_ADMIN_PERMS)
+
+
+def make_sandbox_platform(server: Any, name: str = "Sandbox Workspace") -> Platform:
+    """A Google Workspace platform served by a sandbox.google_directory server, its
+    service-account key in the vault."""
+    from identities.services import create_platform
+
+    return create_platform(
+        name=name,
+        kind=Platform.Kind.GOOGLE_WORKSPACE,
+        primary_domain="example.com",
+        admin_email="admin@example.com",
+        api_endpoint=server.base_url,
+        service_account_key=server.issue_key(),
+    )
+
+
+def make_managed_credential(platform: Platform, login: str = "shared-ops@example.com") -> Identity:
+    """A managed shared credential whose create_domain_user job has run in this process, so
+    its Google user exists with the initial password the vault holds."""
+    from identities.services import IdentityInput, create_identity
+    from tests.inline import deliver
+
+    identity = create_identity(
+        IdentityInput(
+            identity_type=IdentityType.SHARED_CREDENTIAL_MANAGED,
+            platform=platform,
+            display_name="Ops shared",
+            login=login,
+            given_name="Ops",
+            family_name="Shared",
+        ),
+        actor=None,
+    )
+    job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.CREATE_DOMAIN_USER)
+    assert deliver(job).status == JobStatus.COMPLETED, job.error_message
+    identity.refresh_from_db()
+    return identity
+
+
+def make_external_credential(
+    platform: Platform, username: str = "ops-bot", password: str = EXTERNAL_PASSWORD
+) -> Identity:
+    """An external shared credential: its username and password straight into the vault."""
+    from identities.services import IdentityInput, create_identity
+
+    return create_identity(
+        IdentityInput(
+            identity_type=IdentityType.SHARED_CREDENTIAL_EXTERNAL,
+            platform=platform,
+            display_name="Ops bot",
+            login=username,
+            secret={"username": username, "password": password},
+        ),
+        actor=None,
+    )
+
+
+# --- CSV imports ----------------------------------------------------------------------------
+
+
+def import_csv(rows: list[dict[str, str]], *, columns: tuple[str, ...] | None = None) -> bytes:
+    """An import file: the documented header (or ``columns``) and one line per row dict,
+    quoted as a spreadsheet would quote it."""
+    import csv
+    import io
+
+    from imports.csvfile import COLUMNS
+
+    header = columns or COLUMNS
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(name, "") for name in header])
+    return text.getvalue().encode()
+
+
+def import_row(
+    identity_type: str, platform: Platform, secret: str, /, **cells: str
+) -> dict[str, str]:
+    """One valid import row of ``identity_type`` (the identity form's own fields), ``secret``
+    as its credential; ``cells`` override or add cells."""
+    data = identity_form_data(identity_type, platform, secret)
+    data.pop("platform")
+    return {"type": str(identity_type), "platform": platform.name, **data, **cells}
