@@ -4,7 +4,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ACCESSHIVE_VAR_DIR", BASE_DIR / "var"))
@@ -28,11 +30,32 @@ def env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def pairs(name: str, entries: list[str]) -> dict[str, str]:
+    """``["a=b", "c=d"]`` (from env_list) as a dict; anything else is a configuration error."""
+    result = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name} entries look like name=value, got {entry!r}")
+        result[key.strip()] = value.strip()
+    return result
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -56,13 +79,20 @@ INSTALLED_APPS = [
     "template_partials",
     "accounts",
     "jobs",
+    "ops",
     "vault",
     "identities",
     "pam",
     "imports",
+    "directory",
+    "audit",
+    "assets",
 ]
 
 MIDDLEWARE = [
+    # First: load balancers probe /healthz by IP over plain HTTP, which the host check and
+    # the HTTPS redirect below would refuse.
+    "ops.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -132,13 +162,33 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# One line per event: key=value by default, JSON objects with ACCESSHIVE_LOG_FORMAT=json. The
+# filters sit on the handler, so they see every record, whichever logger it came from: the job
+# filter adds job_id, job_type and attempt while an attempt runs; the redaction filter blanks
+# the value of any secret-looking key. Celery workers use this too (accesshive/celery.py).
+LOG_FORMAT = os.environ.get("ACCESSHIVE_LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"ACCESSHIVE_LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    "filters": {
+        "job_context": {"()": "ops.logs.JobContextFilter"},
+        "redact": {"()": "ops.logs.RedactSecretsFilter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "ops.logs.KeyValueFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["job_context", "redact"],
+        }
+    },
+    # Django's own console handler (DEBUG only) would write its lines a second time, unformatted.
+    "loggers": {"django": {"handlers": [], "level": "NOTSET", "propagate": True}},
     "root": {"handlers": ["console"], "level": os.environ.get("ACCESSHIVE_LOG_LEVEL", "INFO")},
 }
 
@@ -158,6 +208,66 @@ JOB_SWEEP_GRACE = env_int("ACCESSHIVE_JOB_SWEEP_GRACE", 300)
 JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 60)
 JOB_PAGE_SIZE = env_int("ACCESSHIVE_JOB_PAGE_SIZE", 50)
 IDENTITY_PAGE_SIZE = env_int("ACCESSHIVE_IDENTITY_PAGE_SIZE", 50)
+# Retention (manage.py prune_jobs, and beat daily): finished jobs older than this many days
+# go, with their attempts and events. Failed ones are kept longer: someone may still look.
+JOB_RETENTION_DAYS = env_int("ACCESSHIVE_JOB_RETENTION_DAYS", 30)
+FAILED_JOB_RETENTION_DAYS = env_int("ACCESSHIVE_FAILED_JOB_RETENTION_DAYS", 90)
+JOB_PRUNE_BATCH = env_int("ACCESSHIVE_JOB_PRUNE_BATCH", 1000)
+
+# --- Queues ---------------------------------------------------------------------------------
+# Every job runs through the one task jobs.run_job; enqueue() sends each message to its type's
+# queue, so ops can give each workload its own workers (`celery worker -Q provisioning`).
+# ACCESSHIVE_JOB_QUEUES overrides single types: "directory_sync=bulk,remediation=celery".
+# Types not named here (tests', plugins') and housekeeping (jobs.sweep, jobs.prune, Celery's
+# backend_cleanup) use the default queue, "celery".
+JOB_DEFAULT_QUEUE = "celery"
+JOB_QUEUES = {
+    "create_domain_user": "provisioning",
+    "provision_sso_user": "provisioning",
+    "credential_rotation": "provisioning",
+    "remediation": "provisioning",
+    "jml_automation": "provisioning",
+    "directory_sync": "sync",
+    "audit_ingestion": "sync",
+    "asset_discovery": "sync",
+    "bulk_import": "bulk",
+    **pairs("ACCESSHIVE_JOB_QUEUES", env_list("ACCESSHIVE_JOB_QUEUES", [])),
+}
+JOB_QUEUE_NAMES = sorted({JOB_DEFAULT_QUEUE, *JOB_QUEUES.values()})
+
+
+# --- Rate limits ----------------------------------------------------------------------------
+def rate_limits(name: str, defaults: dict[str, str]) -> dict[str, tuple[float, int]]:
+    limits = {}
+    for key, spec in {**defaults, **pairs(name, env_list(name, []))}.items():
+        rate, _, burst = spec.partition("/")
+        try:
+            limits[key] = (float(rate), int(burst or max(1, round(float(rate)))))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {key}={spec!r} is not rate/burst") from exc
+    return limits
+
+
+# Token buckets shared by every worker (in Redis), one per platform, so a burst of jobs is
+# paced under the outside system's quota instead of failing on it. "kind=rate/burst", where
+# kind is a platform kind ("google_workspace") or "kind:<platform id>" for one platform; rate
+# in requests per second (0: no limit), burst in requests. Google's Directory API allows about
+# 2,400 queries a minute (40/s) per user: 10/s leaves three quarters of it to the admins'
+# console, other tools and the other calls a customer makes under the same quota.
+RATE_LIMITS = rate_limits("ACCESSHIVE_RATE_LIMITS", {"google_workspace": "10/5"})
+# A job waits for its turn inside the attempt up to this long; a longer wait sends the job
+# back to its queue for later (no retry counted). Kept well inside the attempt's time limit.
+RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 5.0), JOB_TIMEOUT / 4)
+
+# --- Imports ---------------------------------------------------------------------------------
+# The largest CSV an admin may upload, and the most rows it may hold.
+IMPORT_MAX_BYTES = env_int("ACCESSHIVE_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
+IMPORT_MAX_ROWS = env_int("ACCESSHIVE_IMPORT_MAX_ROWS", 100_000)
+# Rows per transaction, and so per progress update, while an import runs.
+IMPORT_CHUNK_ROWS = env_int("ACCESSHIVE_IMPORT_CHUNK_ROWS", 100)
+# How long one bulk_import job works before a continuation job takes over; well under
+# JOB_TIMEOUT so a long import never reaches the time limit.
+IMPORT_SLICE_SECONDS = env_int("ACCESSHIVE_IMPORT_SLICE_SECONDS", JOB_TIMEOUT // 2)
 
 # --- Privileged access (pam) ----------------------------------------------------------------
 # The longest a check-out lasts, in minutes; a user may ask for less.
@@ -168,6 +278,38 @@ PAM_PASSWORD_LENGTH = env_int("ACCESSHIVE_PAM_PASSWORD_LENGTH", 24)
 PAM_SESSION_PAGE_SIZE = env_int("ACCESSHIVE_PAM_SESSION_PAGE_SIZE", 50)
 # How often the beat checks in sessions past their expiry, in seconds.
 PAM_EXPIRY_INTERVAL = env_int("ACCESSHIVE_PAM_EXPIRY_INTERVAL", 60)
+
+# --- Audit ingestion and asset discovery ----------------------------------------------------
+# The Reports applications a platform's audit log is read from until its settings say else.
+AUDIT_DEFAULT_APPLICATIONS = env_list("ACCESSHIVE_AUDIT_APPLICATIONS", ["admin", "login", "token"])
+# How often each platform's reports are read, in minutes; each platform can change it.
+AUDIT_DEFAULT_INTERVAL_MINUTES = env_int("ACCESSHIVE_AUDIT_INTERVAL_MINUTES", 15)
+# Every run re-reads this many minutes before its checkpoint: Google publishes some
+# activities late, with their original time. Must exceed that lag, or late ones are missed.
+AUDIT_OVERLAP_MINUTES = env_int("ACCESSHIVE_AUDIT_OVERLAP_MINUTES", 10)
+# How far back the first run of a platform reads, in hours.
+AUDIT_INITIAL_LOOKBACK_HOURS = env_int("ACCESSHIVE_AUDIT_INITIAL_LOOKBACK_HOURS", 24)
+# A run reads in windows of this many minutes, oldest first, moving the checkpoint after each
+# one (Google answers newest first, so only a whole window is known to be complete).
+AUDIT_WINDOW_MINUTES = env_int("ACCESSHIVE_AUDIT_WINDOW_MINUTES", 60)
+# A run starts no new window after this many seconds, well inside the attempt's time limit;
+# the beat sends the next run at its next check when one stopped early.
+AUDIT_RUN_BUDGET_SECONDS = env_int("ACCESSHIVE_AUDIT_RUN_BUDGET_SECONDS", JOB_TIMEOUT // 2)
+# How often the beat looks for platforms due an ingestion, in seconds.
+AUDIT_SCHEDULE_INTERVAL = env_int("ACCESSHIVE_AUDIT_SCHEDULE_INTERVAL", 60)
+AUDIT_PAGE_SIZE = env_int("ACCESSHIVE_AUDIT_PAGE_SIZE", 50)
+ASSET_PAGE_SIZE = env_int("ACCESSHIVE_ASSET_PAGE_SIZE", 50)
+
+# --- Directory sync -------------------------------------------------------------------------
+# A sync that would make more than this share of the active users leavers (or that finds no
+# users at all) stops and changes nothing, unless a person forces it from the source's page.
+DIRECTORY_MAX_LEAVER_SHARE = env_float("ACCESSHIVE_DIRECTORY_MAX_LEAVER_SHARE", 0.10)
+# A running sync reports progress after every page; one silent this long is taken as dead
+# (its worker was killed) and the next sync of the source may take over.
+DIRECTORY_SYNC_STALE_SECONDS = env_int("ACCESSHIVE_DIRECTORY_SYNC_STALE_SECONDS", 900)
+# How often the beat looks for sources whose schedule is due, in seconds.
+DIRECTORY_SCHEDULE_INTERVAL = env_int("ACCESSHIVE_DIRECTORY_SCHEDULE_INTERVAL", 60)
+DIRECTORY_EVENT_PAGE_SIZE = env_int("ACCESSHIVE_DIRECTORY_EVENT_PAGE_SIZE", 50)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
@@ -192,6 +334,15 @@ if BROKER_IS_FILESYSTEM:
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# The Redis the rate limits and the attempt metrics live in: the broker's when it is Redis.
+# Empty (the filesystem broker of `make run`): a limiter per process, no attempt metrics.
+REDIS_URL = os.environ.get(
+    "ACCESSHIVE_REDIS_URL",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
+)
+CELERY_TASK_DEFAULT_QUEUE = JOB_DEFAULT_QUEUE
+# Declared, so a worker started without -Q consumes all of them (make run, a single worker).
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in JOB_QUEUE_NAMES]
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
@@ -206,9 +357,20 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat also runs Celery's own celery.backend_cleanup daily at 04:00 (result rows older than
+# CELERY_RESULT_EXPIRES), because the django-db result backend cannot expire rows by itself.
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": float(JOB_SWEEP_INTERVAL)},
+    "jobs-prune": {"task": "jobs.prune", "schedule": crontab(minute="30", hour="3")},
     "pam-expire-sessions": {"task": "pam.expire_sessions", "schedule": float(PAM_EXPIRY_INTERVAL)},
+    "directory-schedule": {
+        "task": "directory.enqueue_due_syncs",
+        "schedule": float(DIRECTORY_SCHEDULE_INTERVAL),
+    },
+    "audit-schedule-ingestion": {
+        "task": "audit.schedule_ingestion",
+        "schedule": float(AUDIT_SCHEDULE_INTERVAL),
+    },
 }
 # Keep the worker's database connection between tasks instead of reconnecting per task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
@@ -227,3 +389,15 @@ VAULT_PATH_PREFIX = os.environ.get("VAULT_PATH_PREFIX", "accesshive")
 VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 10)
 # "key_id:base64key" entries, comma-separated, newest first (manage.py vault_generate_key).
 VAULT_EMBEDDED_KEYS = env_list("ACCESSHIVE_VAULT_KEYS", [])
+
+# --- Health and metrics ---------------------------------------------------------------------
+# /metrics answers only requests with "Authorization: Bearer <this>"; empty turns it off.
+METRICS_TOKEN = os.environ.get("ACCESSHIVE_METRICS_TOKEN", "")
+# Seconds each /healthz check (database, broker) may take.
+HEALTH_CHECK_TIMEOUT = env_float("ACCESSHIVE_HEALTH_CHECK_TIMEOUT", 2.0)
+# The worker touches this file on every event-loop heartbeat (2 s); `manage.py check_worker`
+# fails when it is older than the max age.
+WORKER_HEARTBEAT_FILE = Path(
+    os.environ.get("ACCESSHIVE_WORKER_HEARTBEAT_FILE", VAR_DIR / "worker-heartbeat")
+)
+WORKER_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE", 60)

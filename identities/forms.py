@@ -57,7 +57,12 @@ class IdentityForm(forms.Form):
         if platform is not None and not self.errors:
             login = self.login()
             if Identity.objects.filter(platform=platform, login=login).exists():
-                self.add_error(self.login_field, f"{login} already exists on {platform.name}.")
+                self.add_error(
+                    self.login_field,
+                    ValidationError(
+                        f"{login} already exists on {platform.name}.", code="duplicate"
+                    ),
+                )
         return cleaned
 
     def secret(self) -> dict[str, str] | None:

@@ -1,4 +1,4 @@
-"""App config for CSV bulk imports."""
+"""App config for CSV bulk imports: registers the bulk_import handler and follows its jobs."""
 
 from django.apps import AppConfig
 
@@ -7,3 +7,6 @@ class ImportsConfig(AppConfig):
     name = "imports"
     verbose_name = "Bulk imports"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from imports import handlers, receivers  # noqa: F401 - registration side effects

@@ -18,7 +18,8 @@ SETTINGS = ROOT / "accesshive" / "settings.py"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("web", "worker", "beat")
+WORKER_SERVICES = ("worker-provisioning", "worker-sync", "worker-bulk")
+APP_SERVICES = ("web", *WORKER_SERVICES, "beat")
 # Their defaults are for a laptop (SQLite, filesystem broker, localhost) or there is none.
 REQUIRED_IN_PRODUCTION = {
     "DJANGO_SECRET_KEY",
@@ -36,14 +37,38 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_JOB_PAGE_SIZE": "a UI preference",
     "ACCESSHIVE_IDENTITY_PAGE_SIZE": "a UI preference",
     "ACCESSHIVE_PAM_SESSION_PAGE_SIZE": "a UI preference",
+    "ACCESSHIVE_IMPORT_MAX_BYTES": "20 MB uploads",
+    "ACCESSHIVE_IMPORT_MAX_ROWS": "100,000 rows",
+    "ACCESSHIVE_IMPORT_CHUNK_ROWS": "100 rows per transaction",
+    "ACCESSHIVE_IMPORT_SLICE_SECONDS": "half the job time limit",
     "ACCESSHIVE_PAM_MAX_SESSION_MINUTES": "an hour per check-out",
     "ACCESSHIVE_PAM_PASSWORD_LENGTH": "24 characters, four character classes",
     "ACCESSHIVE_PAM_EXPIRY_INTERVAL": "expired sessions checked in within a minute",
     "CELERY_RESULT_EXPIRES": "a week of results",
     "CELERY_DB_REUSE_MAX": "a worker tuning knob",
     "ACCESSHIVE_VAULT_KEYS": "keys of the embedded vault; production uses the vault service",
+    "ACCESSHIVE_JOB_QUEUES": "the built-in routing is what the worker services consume",
+    "ACCESSHIVE_JOB_PRUNE_BATCH": "1,000 jobs per delete transaction",
+    "ACCESSHIVE_REDIS_URL": "follows CELERY_BROKER_URL (the same Redis)",
+    "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "5 s of waiting inside an attempt",
+    "ACCESSHIVE_HEALTH_CHECK_TIMEOUT": "2 s per /healthz check",
+    "ACCESSHIVE_WORKER_HEARTBEAT_FILE": "/app/var/worker-heartbeat, one per container",
+    "ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE": "the healthcheck passes --max-age itself",
+    "ACCESSHIVE_DIRECTORY_MAX_LEAVER_SHARE": "10%: a safety brake an admin overrides per sync",
+    "ACCESSHIVE_DIRECTORY_SYNC_STALE_SECONDS": "15 min without progress means a dead worker",
+    "ACCESSHIVE_DIRECTORY_SCHEDULE_INTERVAL": "due syncs are queued within a minute",
+    "ACCESSHIVE_DIRECTORY_EVENT_PAGE_SIZE": "a UI preference",
+    "ACCESSHIVE_AUDIT_APPLICATIONS": "admin, login, token; each platform picks its own",
+    "ACCESSHIVE_AUDIT_INTERVAL_MINUTES": "every 15 min; each platform sets its own",
+    "ACCESSHIVE_AUDIT_OVERLAP_MINUTES": "10 min re-read for activities Google publishes late",
+    "ACCESSHIVE_AUDIT_INITIAL_LOOKBACK_HOURS": "a platform's first run reads the last day",
+    "ACCESSHIVE_AUDIT_WINDOW_MINUTES": "hour-long windows between checkpoint moves",
+    "ACCESSHIVE_AUDIT_RUN_BUDGET_SECONDS": "half the job timeout; the beat sends the rest",
+    "ACCESSHIVE_AUDIT_SCHEDULE_INTERVAL": "due ingestions are queued within a minute",
+    "ACCESSHIVE_AUDIT_PAGE_SIZE": "a UI preference",
+    "ACCESSHIVE_ASSET_PAGE_SIZE": "a UI preference",
 }
-ENV_READERS = {"env_int", "env_bool", "env_list"}
+ENV_READERS = {"env_int", "env_bool", "env_list", "env_float", "rate_limits"}
 
 
 def settings_env_names() -> set[str]:
@@ -98,16 +123,44 @@ def test_settings_reader_finds_the_known_names():
 
 
 def test_all_services_exist(compose):
-    assert {"web", "worker", "beat", "redis", "postgres", "vault"} <= set(compose["services"])
+    assert {"web", *WORKER_SERVICES, "beat", "redis", "postgres", "vault"} <= set(
+        compose["services"]
+    )
 
 
-def test_worker_and_beat_commands(compose):
-    worker = command(service(compose, "worker"))
-    beat = command(service(compose, "beat"))
+def worker_queues(compose: dict[str, Any], name: str) -> list[str]:
+    worker = command(service(compose, name))
+    return worker[worker.index("-Q") + 1].split(",")
+
+
+@pytest.mark.parametrize("name", WORKER_SERVICES)
+def test_worker_commands(compose, name):
+    worker = command(service(compose, name))
     assert worker[:4] == ["celery", "-A", "accesshive", "worker"]
-    assert beat[:4] == ["celery", "-A", "accesshive", "beat"]
     # Only prefork enforces the jobs' time limits.
     assert worker[worker.index("--pool") + 1] == "prefork"
+    # Distinct node names, so `celery inspect` and Flower tell the workers apart.
+    assert worker[worker.index("-n") + 1].startswith(name.removeprefix("worker-") + "@")
+    healthcheck = service(compose, name)["healthcheck"]["test"]
+    assert healthcheck[:4] == ["CMD", "python", "manage.py", "check_worker"]
+
+
+def test_beat_command(compose):
+    beat = command(service(compose, "beat"))
+    assert beat[:4] == ["celery", "-A", "accesshive", "beat"]
+
+
+def test_every_queue_has_a_worker_and_each_worker_its_own_queues(compose, settings):
+    queues = [queue for name in WORKER_SERVICES for queue in worker_queues(compose, name)]
+    assert sorted(queues) == sorted(settings.JOB_QUEUE_NAMES)  # each queue once
+    assert worker_queues(compose, "worker-provisioning") == ["provisioning"]
+    assert worker_queues(compose, "worker-sync") == ["sync"]
+    assert set(worker_queues(compose, "worker-bulk")) == {"bulk", settings.JOB_DEFAULT_QUEUE}
+
+
+def test_web_health_is_checked_at_healthz(compose):
+    healthcheck = " ".join(service(compose, "web")["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in healthcheck
 
 
 def test_web_runs_gunicorn_after_migrations(compose):
