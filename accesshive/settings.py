@@ -202,7 +202,8 @@ JOB_BACKOFF_MAX = env_int("ACCESSHIVE_JOB_BACKOFF_MAX", 600)
 JOB_BACKOFF_JITTER = env_bool("ACCESSHIVE_JOB_BACKOFF_JITTER", False)
 # Soft limit per attempt; the hard limit (the pool kills the process) follows a little later.
 JOB_TIMEOUT = env_int("ACCESSHIVE_JOB_TIMEOUT", 120)
-JOB_HARD_TIMEOUT = JOB_TIMEOUT + env_int("ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE", 10)
+JOB_HARD_TIMEOUT_GRACE = env_int("ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE", 10)
+JOB_HARD_TIMEOUT = JOB_TIMEOUT + JOB_HARD_TIMEOUT_GRACE
 # A pending job whose message has not been picked up this long after it was due is re-sent.
 JOB_SWEEP_GRACE = env_int("ACCESSHIVE_JOB_SWEEP_GRACE", 300)
 JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 60)
@@ -234,6 +235,18 @@ JOB_QUEUES = {
     **pairs("ACCESSHIVE_JOB_QUEUES", env_list("ACCESSHIVE_JOB_QUEUES", [])),
 }
 JOB_QUEUE_NAMES = sorted({JOB_DEFAULT_QUEUE, *JOB_QUEUES.values()})
+# Soft time limits (seconds) for types whose one attempt may legitimately outlast
+# ACCESSHIVE_JOB_TIMEOUT: a full directory or asset read of a large customer.
+# ACCESSHIVE_JOB_TIMEOUTS overrides single types: "directory_sync=1800".
+JOB_TIMEOUTS = {
+    job_type: int(seconds)
+    for job_type, seconds in {
+        "directory_sync": "900",
+        "asset_discovery": "900",
+        **pairs("ACCESSHIVE_JOB_TIMEOUTS", env_list("ACCESSHIVE_JOB_TIMEOUTS", [])),
+    }.items()
+}
+LONGEST_HARD_TIMEOUT = max(JOB_TIMEOUT, *JOB_TIMEOUTS.values()) + JOB_HARD_TIMEOUT_GRACE
 
 
 # --- Rate limits ----------------------------------------------------------------------------
@@ -294,7 +307,9 @@ AUDIT_INITIAL_LOOKBACK_HOURS = env_int("ACCESSHIVE_AUDIT_INITIAL_LOOKBACK_HOURS"
 AUDIT_WINDOW_MINUTES = env_int("ACCESSHIVE_AUDIT_WINDOW_MINUTES", 60)
 # A run starts no new window after this many seconds, well inside the attempt's time limit;
 # the beat sends the next run at its next check when one stopped early.
-AUDIT_RUN_BUDGET_SECONDS = env_int("ACCESSHIVE_AUDIT_RUN_BUDGET_SECONDS", JOB_TIMEOUT // 2)
+AUDIT_RUN_BUDGET_SECONDS = env_int(
+    "ACCESSHIVE_AUDIT_RUN_BUDGET_SECONDS", JOB_TIMEOUTS.get("audit_ingestion", JOB_TIMEOUT) // 2
+)
 # How often the beat looks for platforms due an ingestion, in seconds.
 AUDIT_SCHEDULE_INTERVAL = env_int("ACCESSHIVE_AUDIT_SCHEDULE_INTERVAL", 60)
 AUDIT_PAGE_SIZE = env_int("ACCESSHIVE_AUDIT_PAGE_SIZE", 50)
@@ -318,7 +333,7 @@ BROKER_IS_FILESYSTEM = CELERY_BROKER_URL.startswith("filesystem://")
 # outlast the longest wait a retry can be held for plus one attempt, or a held retry would
 # be delivered twice.
 CELERY_VISIBILITY_TIMEOUT = env_int(
-    "CELERY_VISIBILITY_TIMEOUT", max(3600, 2 * (JOB_BACKOFF_MAX + JOB_HARD_TIMEOUT))
+    "CELERY_VISIBILITY_TIMEOUT", max(3600, 2 * (JOB_BACKOFF_MAX + LONGEST_HARD_TIMEOUT))
 )
 if BROKER_IS_FILESYSTEM:
     _broker_dir = VAR_DIR / "broker"

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from jobs import metrics, routing
 from jobs.models import (
     AttemptOutcome,
     Job,
@@ -109,11 +110,11 @@ def error_fields(exc: BaseException, message: str | None = None) -> dict[str, st
 def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> JobAttempt | None:
     """Claim the job for one delivery of its message; None means the delivery is stale."""
     now = timezone.now()
-    lost_cutoff = now - timedelta(seconds=settings.JOB_HARD_TIMEOUT)
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or str(job.celery_task_id) != str(task_id):
             return None
+        lost_cutoff = now - timedelta(seconds=routing.time_limits_for(job.job_type)[1])
         if job.status in (JobStatus.PENDING, JobStatus.RETRYING) and job.retries == retries:
             pass
         elif job.status == JobStatus.RUNNING and (
@@ -127,12 +128,15 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
             # Celery re-sent the message because the process running the previous attempt
             # died (retry_on_worker_lost), or the broker redelivered it long after any attempt
             # could still be alive: the previous attempt is lost.
-            JobAttempt.objects.filter(job_id=job_id, outcome=AttemptOutcome.RUNNING).update(
+            lost = JobAttempt.objects.filter(job_id=job_id, outcome=AttemptOutcome.RUNNING).update(
                 outcome=AttemptOutcome.LOST,
                 finished_at=now,
                 error_class="celery.exceptions.WorkerLostError",
                 error_message="The worker running this attempt stopped before it finished.",
             )
+            if lost:
+                job_type = job.job_type
+                transaction.on_commit(lambda: metrics.record_attempt(job_type, "lost", count=lost))
         else:
             return None
         number = job.attempt_count + 1
@@ -220,6 +224,38 @@ def fail_attempt(
             return True
         transaction.set_rollback(True)
         return False
+
+
+def defer_attempt(attempt: JobAttempt, *, delay: float) -> Job | None:
+    """Undo a claim whose job must wait for a rate limit: as if the attempt never started.
+
+    The attempt row goes, attempt_count and retries are what they were before the claim, the
+    job is pending (or retrying) again under a new message id, due in ``delay`` seconds. The
+    caller sends that message; the one running now then matches nothing and is ignored if it
+    is ever delivered again. Returns the job as it now is, or None if the attempt was no
+    longer the job's current one.
+    """
+    before = attempt.job  # loaded by start_attempt before it changed the row
+    to_status = JobStatus.RETRYING if attempt.retries > 0 else JobStatus.PENDING
+    due = timezone.now() + timedelta(seconds=delay)
+    with transaction.atomic():
+        updated = Job.objects.filter(
+            pk=before.pk, status=JobStatus.RUNNING, attempt_count=attempt.number
+        ).update(
+            status=to_status,
+            attempt_count=attempt.number - 1,
+            celery_task_id=uuid.uuid4(),
+            started_at=before.started_at,
+            attempt_started_at=before.attempt_started_at,
+            next_attempt_at=due,
+            # The sweeper counts its grace from here: the message is due then, not now.
+            dispatched_at=due,
+        )
+        if not updated:
+            return None
+        JobAttempt.objects.filter(pk=attempt.pk).delete()
+        moved(before.pk, before.job_type, subject_of(before), JobStatus.RUNNING, to_status)
+    return Job.objects.filter(pk=before.pk).first()
 
 
 def backoff_seconds(retries: int) -> int:

@@ -91,6 +91,13 @@ class Job(models.Model):
                 condition=Q(status__in=["pending", "running", "retrying"]),
             ),
             models.Index(fields=["subject_type", "subject_id", "-id"], name="job_subject_newest"),
+            # Finished jobs by when they finished: the dashboard's last-24-hours charts and
+            # retention's oldest-first pruning both read a range of it per status.
+            models.Index(
+                fields=["status", "completed_at"],
+                name="job_status_finished",
+                condition=Q(completed_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

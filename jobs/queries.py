@@ -2,9 +2,11 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import TruncHour
 
 from jobs import registry
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
@@ -131,3 +133,18 @@ def list_attempts(job: Job) -> list[JobAttempt]:
 def list_events(job: Job) -> list[JobEvent]:
     """The job's history (admin retries, sweeper recoveries), oldest first."""
     return list(JobEvent.objects.filter(job=job).select_related("actor").order_by("at", "id"))
+
+
+def list_finished_by_hour(since: datetime) -> list[tuple[datetime, str, str, int]]:
+    """(hour, job type, status, jobs) for jobs completed or failed since ``since``: one
+    aggregate over the (status, completed_at) index range, never the whole table."""
+    rows = (
+        Job.objects.filter(
+            status__in=(JobStatus.COMPLETED, JobStatus.FAILED), completed_at__gte=since
+        )
+        .annotate(hour=TruncHour("completed_at"))
+        .values_list("hour", "job_type", "status")
+        .annotate(jobs=Count("pk"))
+        .order_by()
+    )
+    return [(hour, job_type, status, jobs) for hour, job_type, status, jobs in rows]

@@ -2,14 +2,17 @@
 
 import json
 import logging
+import random
+import time
 from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobs import lifecycle, registry
-from jobs.errors import PermanentError, TransientError
+from jobs import context, lifecycle, metrics, registry, routing, services
+from jobs.errors import PermanentError, RateLimited, TransientError
+from jobs.models import AttemptOutcome, JobAttempt
 
 log = logging.getLogger(__name__)
 
@@ -25,30 +28,76 @@ def execute(
         )
         return {"job_id": job_id, "ignored": "stale or duplicate delivery"}
     job = attempt.job
-    context = {"job_id": job_id, "job_type": job.job_type, "attempt": attempt.number}
-    log.info("jobs.attempt.started", extra=context)
+    outer = context.current_attempt.get()
+    # Every line logged until the attempt ends, by us, the handler or a connector, names it.
+    with context.attempt_context(
+        job_id=job_id, job_type=job.job_type, attempt=attempt.number
+    ) as fields:
+        try:
+            return run_attempt(attempt, retries=retries, max_retries=max_retries)
+        finally:
+            if outer is not None:
+                # Celery's own lines about this delivery (succeeded, retry, raised) come
+                # after the attempt, inside the task's context (jobs.tasks): name it there too.
+                outer.update(fields)
+
+
+def run_attempt(attempt: JobAttempt, *, retries: int, max_retries: int) -> dict[str, Any]:
+    job = attempt.job
+    log.info("jobs.attempt.started")
     handler = registry.get_handler(job.job_type)
     will_retry = retries < max_retries
+    started = time.monotonic()
     try:
         if handler is None:
             raise PermanentError(f"No handler for this job type yet: {job.job_type}")
         result = handler(job) or {}
         # A result must be storable as JSON; find out now, not in the database driver.
         result = json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+    except RateLimited as exc:
+        return defer(attempt, exc)
     except SoftTimeLimitExceeded as exc:
-        message = f"Attempt timed out after {settings.JOB_TIMEOUT} s"
+        message = f"Attempt timed out after {routing.time_limits_for(job.job_type)[0]} s"
         lifecycle.fail_attempt(attempt, exc, will_retry=will_retry, timed_out=True, message=message)
-        log.warning("jobs.attempt.timed_out", extra=context)
+        finished(attempt, AttemptOutcome.TIMED_OUT, started)
+        log.warning("jobs.attempt.timed_out", extra={"will_retry": will_retry})
         raise
     except TransientError as exc:
         lifecycle.fail_attempt(attempt, exc, will_retry=will_retry)
-        log.warning("jobs.attempt.failed", extra={**context, "will_retry": will_retry})
+        finished(attempt, AttemptOutcome.FAILED, started)
+        log.warning("jobs.attempt.failed", extra={"will_retry": will_retry})
         raise
     except Exception as exc:
         # Permanent errors, and bugs: retrying cannot fix either, so fail now and show why.
         lifecycle.fail_attempt(attempt, exc, will_retry=False)
-        log.error("jobs.attempt.failed", extra={**context, "will_retry": False})
+        finished(attempt, AttemptOutcome.FAILED, started)
+        log.error("jobs.attempt.failed", extra={"will_retry": False})
         raise
     lifecycle.complete_attempt(attempt, result)
-    log.info("jobs.attempt.succeeded", extra=context)
-    return {"job_id": job_id, "status": "completed"}
+    finished(attempt, AttemptOutcome.SUCCEEDED, started)
+    log.info("jobs.attempt.succeeded")
+    return {"job_id": job.pk, "status": "completed"}
+
+
+def finished(attempt: JobAttempt, outcome: str, started: float) -> None:
+    metrics.record_attempt(attempt.job.job_type, outcome, time.monotonic() - started)
+
+
+def defer(attempt: JobAttempt, exc: RateLimited) -> dict[str, Any]:
+    """Put a job that must wait for its rate limit back in its queue: no retry counted, no
+    failed attempt recorded. The spread keeps deferred jobs from all coming back at once."""
+    job = attempt.job
+    delay = exc.retry_after + random.uniform(0, max(1.0, settings.RATE_LIMIT_MAX_WAIT))  # noqa: S311
+    again = lifecycle.defer_attempt(attempt, delay=delay)
+    if again is None:
+        return {"job_id": job.pk, "ignored": "attempt superseded"}
+    services.send(
+        again.pk,
+        task_id=str(again.celery_task_id),
+        retries=again.retries,
+        job_type=again.job_type,
+        countdown=delay,
+    )
+    metrics.record_pacing(job.job_type, "deferred", delay)
+    log.info("jobs.attempt.deferred", extra={"delay_seconds": round(delay, 3), "reason": str(exc)})
+    return {"job_id": job.pk, "deferred_seconds": round(delay, 3)}

@@ -111,4 +111,5 @@ def job_settings() -> dict[str, Any]:
         "backoff_max_seconds": settings.JOB_BACKOFF_MAX,
         "backoff_jitter": settings.JOB_BACKOFF_JITTER,
         "timeout_seconds": settings.JOB_TIMEOUT,
+        "timeout_overrides": dict(sorted(settings.JOB_TIMEOUTS.items())),
     }

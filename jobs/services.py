@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from jobs import lifecycle, registry
+from jobs import lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
 
 log = logging.getLogger(__name__)
@@ -76,18 +76,38 @@ def retry_job(job: Job, *, actor: Any) -> bool:
 
 
 def send_on_commit(job: Job) -> None:
-    job_id, task_id, retries = job.pk, str(job.celery_task_id), job.retries
-    transaction.on_commit(lambda: send(job_id, task_id=task_id, retries=retries), robust=True)
+    job_id, task_id, retries, job_type = job.pk, str(job.celery_task_id), job.retries, job.job_type
+    transaction.on_commit(
+        lambda: send(job_id, task_id=task_id, retries=retries, job_type=job_type), robust=True
+    )
 
 
-def send(job_id: int, *, task_id: str, retries: int) -> None:
-    """Publish the job's message. If the broker is down the job stays pending and the
-    sweeper sends it again later, so a failure here is logged, not raised."""
+def send(
+    job_id: int,
+    *,
+    task_id: str,
+    retries: int,
+    job_type: str | None = None,
+    countdown: float | None = None,
+) -> None:
+    """Publish the job's message to its type's queue. If the broker is down the job stays
+    pending and the sweeper sends it again later, so a failure here is logged, not raised."""
     from jobs.tasks import run_job
 
     try:
-        # No time limits in the message: the worker's own settings decide them.
-        options: dict[str, Any] = {"retries": retries, "time_limit": None, "soft_time_limit": None}
+        if job_type is None:
+            job_type = Job.objects.filter(pk=job_id).values_list("job_type", flat=True).first()
+        # The type's time limits and queue travel with the message; Celery's retries copy
+        # both from the delivery they retry, so they hold for every retry too.
+        soft_limit, hard_limit = routing.time_limits_for(job_type or "")
+        options: dict[str, Any] = {
+            "retries": retries,
+            "soft_time_limit": soft_limit,
+            "time_limit": hard_limit,
+            "queue": routing.queue_for(job_type or ""),
+        }
+        if countdown:
+            options["countdown"] = countdown
         run_job.apply_async(args=(job_id,), task_id=task_id, **options)
     except Exception:
         log.exception("jobs.send.failed", extra={"job_id": job_id})

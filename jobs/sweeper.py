@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import lifecycle, services
+from jobs import lifecycle, metrics, routing, services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ def sweep() -> dict[str, int]:
     undelivered = Job.objects.filter(
         status__in=(JobStatus.PENDING, JobStatus.RETRYING), dispatched_at__lt=now - grace
     ).values_list("pk", flat=True)
+    # Candidates by the shortest hard limit; recover() checks each job against its type's own.
     abandoned = Job.objects.filter(
         status=JobStatus.RUNNING,
         attempt_started_at__lt=now - grace - timedelta(seconds=settings.JOB_HARD_TIMEOUT),
@@ -59,14 +60,14 @@ def resend(job_id: int, *, cutoff: object) -> bool:
 def recover(job_id: int, *, now: object, grace: timedelta) -> bool:
     """A job still running long past the hard time limit lost its worker: count the attempt
     as lost, then retry it if its budget allows, else fail it."""
-    cutoff = timezone.now() - grace - timedelta(seconds=settings.JOB_HARD_TIMEOUT)
     message = "The worker running this attempt stopped before it finished."
     exc = WorkerLostError(message)
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status != JobStatus.RUNNING or not job.attempt_started_at:
             return False
-        if job.attempt_started_at >= cutoff:
+        hard_limit = timedelta(seconds=routing.time_limits_for(job.job_type)[1])
+        if job.attempt_started_at >= timezone.now() - grace - hard_limit:
             return False
         will_retry = job.retries < settings.JOB_MAX_RETRIES
         errors = lifecycle.error_fields(exc, message)
@@ -84,9 +85,12 @@ def recover(job_id: int, *, now: object, grace: timedelta) -> bool:
         )
         if moved is None:
             return False
-        JobAttempt.objects.filter(job_id=job_id, outcome=AttemptOutcome.RUNNING).update(
+        lost = JobAttempt.objects.filter(job_id=job_id, outcome=AttemptOutcome.RUNNING).update(
             outcome=AttemptOutcome.LOST, finished_at=timezone.now(), **errors
         )
+        if lost:
+            job_type = job.job_type
+            transaction.on_commit(lambda: metrics.record_attempt(job_type, "lost", count=lost))
         JobEvent.objects.create(
             job_id=job_id,
             kind=JobEvent.Kind.RECOVERED,

@@ -1,14 +1,16 @@
-"""The one Celery task that runs every job type, and the sweeper's periodic task."""
+"""The one Celery task that runs every job type, and the sweeper's and retention's periodic
+tasks."""
 
 from datetime import timedelta
 from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import lifecycle, runner, sweeper
+from jobs import context, lifecycle, retention, runner, sweeper
 from jobs.errors import TransientError
 
 
@@ -62,3 +64,26 @@ def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
 @shared_task(name="jobs.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return sweeper.sweep()
+
+
+@shared_task(name="jobs.prune", ignore_result=True)
+def prune() -> dict[str, int]:
+    return dict(retention.prune().deleted)
+
+
+_contexts: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def name_the_job_in_log_lines(task_id: str, task: Task[Any, Any], args: Any, **kw: Any) -> None:
+    """From the start of a run_job delivery to its end, log lines name its job (the runner
+    adds the type and attempt once it has claimed it)."""
+    if task.name == "jobs.run_job" and args:
+        _contexts[task_id] = context.current_attempt.set({"job_id": args[0]})
+
+
+@task_postrun.connect
+def forget_the_job(task_id: str, **kw: Any) -> None:
+    token = _contexts.pop(task_id, None)
+    if token is not None:
+        context.current_attempt.reset(token)

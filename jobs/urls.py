@@ -8,6 +8,7 @@ app_name = "jobs"
 
 urlpatterns = [
     path("settings/jobs/", views.job_list, name="list"),
+    path("settings/jobs/charts/", views.job_charts, name="charts"),
     path("settings/jobs/<int:job_id>/", views.job_detail, name="detail"),
     path("settings/jobs/<int:job_id>/retry/", views.job_retry, name="retry"),
     path("api/v1/jobs/", api.job_list, name="api-list"),

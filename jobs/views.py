@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
-from jobs import queries, serializers, services
+from jobs import charts, queries, serializers, services
 from jobs.models import Job, JobStatus
 
 VIEW_PERMISSION = "jobs.view_job"
@@ -81,6 +81,15 @@ def job_list(request: HttpRequest) -> HttpResponse:
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+@require_safe
+@login_required
+def job_charts(request: HttpRequest) -> HttpResponse:
+    """The last 24 hours as two SVG charts; loaded by the list page after it renders, and
+    refreshed once a minute, not with the list's every-3-seconds refresh."""
+    require_permissions(request, VIEW_PERMISSION)
+    return render(request, "jobs/job_charts.html", {"charts": charts.build()})
 
 
 @require_safe

@@ -14,7 +14,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,9 +37,15 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_OAUTH_AUDIENCE = "https://oauth2.googleapis.com/token"
 OAUTH_PATH = "/token"
 CONTROL_PATH = "/_sandbox/faults"
+RATE_LIMIT_PATH = "/_sandbox/rate-limit"
 OAUTH_METHOD = "oauth.token"
 SILENT_SUCCESS_THEN_409 = "silent_success_then_409"
 SERVED_METHODS = ("insert", "get", "update", "patch", "list", "delete")
+# Groups and their direct members: what directory sync lists and joiner/mover/leaver changes.
+GROUP_SERVED_METHODS = {
+    "groups": ("list", "get", "insert"),
+    "members": ("list", "insert", "delete"),
+}
 HASH_FUNCTIONS = frozenset({"MD5", "SHA-1", "crypt"})
 TOKEN_LIFETIME_SECONDS = 3600
 _EMAIL = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+)$")
@@ -57,7 +63,14 @@ def _load_discovery() -> dict[str, Any]:
 
 DISCOVERY = _load_discovery()
 USER_PROPERTIES: dict[str, Any] = DISCOVERY["schemas"]["User"]["properties"]
-KNOWN_SCOPES = frozenset(DISCOVERY["auth"]["oauth2"]["scopes"])
+# The Reports API (sandbox.google_reports) shares this token endpoint, as it shares Google's.
+REPORTS_SCOPES = frozenset(
+    {
+        "https://www.googleapis.com/auth/admin.reports.audit.readonly",
+        "https://www.googleapis.com/auth/admin.reports.usage.readonly",
+    }
+)
+KNOWN_SCOPES = frozenset(DISCOVERY["auth"]["oauth2"]["scopes"]) | REPORTS_SCOPES
 # Server-assigned or output-only; a client sending them is ignored, as Google does.
 _WRITABLE = {name for name, spec in USER_PROPERTIES.items() if not spec.get("readOnly")} - {
     "id",
@@ -94,26 +107,36 @@ class Route:
 
 
 def discovery_routes() -> list[Route]:
-    methods = DISCOVERY["resources"]["users"]["methods"]
     routes = []
-    for name in SERVED_METHODS:
-        method = methods[name]
-        path = DISCOVERY["servicePath"] + method["path"]
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape("/" + path))
-        routes.append(
-            Route(
-                name=f"users.{name}",
-                http_method=method["httpMethod"],
-                path=path,
-                pattern=re.compile(regex + "$"),
-                parameters=method.get("parameters", {}),
-                scopes=frozenset(method["scopes"]),
+    for resource, served in {"users": SERVED_METHODS, **GROUP_SERVED_METHODS}.items():
+        methods = DISCOVERY["resources"][resource]["methods"]
+        for name in served:
+            method = methods[name]
+            path = DISCOVERY["servicePath"] + method["path"]
+            regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape("/" + path))
+            routes.append(
+                Route(
+                    name=f"{resource}.{name}",
+                    http_method=method["httpMethod"],
+                    path=path,
+                    pattern=re.compile(regex + "$"),
+                    parameters=method.get("parameters", {}),
+                    scopes=frozenset(method["scopes"]),
+                )
             )
-        )
     return routes
 
 
 ROUTES = discovery_routes()
+
+
+def extra_routes() -> list[Route]:
+    """The Reports API's and the asset inventory's routes (sandbox.google_reports and
+    sandbox.google_assets), served beside these; imported late, as they build on this module."""
+    from sandbox import google_assets, google_reports
+
+    return [*google_reports.ROUTES, *google_assets.ROUTES]
+
 
 # reason -> (domain, Google's usual message)
 _REASONS: dict[str, tuple[str, str]] = {
@@ -189,7 +212,7 @@ class Fault:
                 self.method = "users.insert"
             if self.method != "users.insert":
                 raise ValueError(f"{self.mode} applies to users.insert only")
-        served = {route.name for route in ROUTES} | {OAUTH_METHOD, "*"}
+        served = {route.name for route in [*ROUTES, *extra_routes()]} | {OAUTH_METHOD, "*"}
         if self.method not in served:
             raise ValueError(f"unknown method {self.method!r}; one of {sorted(served)}")
         if self.status is None and self.mode is None and not self.delay_seconds:
@@ -450,6 +473,334 @@ class Directory:
         with self._lock:
             return copy.deepcopy(list(self._users.values()))
 
+    # Fast paths for tests and benchmarks, and the lookups the group store needs.
+
+    def seed_users(self, users: Iterable[dict[str, Any]]) -> list[str]:
+        """Add many users at once from User resources (primaryEmail required; name,
+        orgUnitPath, suspended, organizations, relations, ... as given), skipping the API's
+        copies and checks: 100,000 users take about a second. Returns their ids."""
+        ids = []
+        with self._lock:
+            for body in users:
+                email = self._email_in_domain(body["primaryEmail"])
+                if email in self._keys:
+                    raise GoogleApiError(409, "duplicate", "Entity already exists.")
+                user_id = f"1{secrets.randbits(64):020d}"
+                while user_id in self._users:
+                    user_id = f"1{secrets.randbits(64):020d}"
+                names = dict(body.get("name") or {})
+                names["fullName"] = " ".join(
+                    filter(None, (names.get("givenName"), names.get("familyName")))
+                )
+                user = {
+                    "kind": "admin#directory#user",
+                    "orgUnitPath": "/",
+                    "suspended": False,
+                    "customerId": self.customer_id,
+                    **body,
+                    "id": user_id,
+                    "primaryEmail": email,
+                    "name": names,
+                    "etag": '"seeded"',
+                }
+                self._users[user_id] = user
+                self._keys[email] = user_id
+                ids.append(user_id)
+        return ids
+
+    def find_id(self, user_key: str) -> str | None:
+        """The id of the user with this id, primary email or alias; None if there is none."""
+        with self._lock:
+            return user_key if user_key in self._users else self._keys.get(user_key.lower())
+
+    def email_of(self, user_id: str) -> str | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            return None if user is None else str(user["primaryEmail"])
+
+
+GROUP_INSERT_REQUIRED = _required_fields("Group", "directory.groups.insert")
+# Google's caps for groups.list and members.list; larger maxResults are served as this many.
+GROUP_PAGE_MAX = 200
+
+
+class Groups:
+    """The groups of the customer and their direct members, beside the users of `directory`.
+
+    A member is kept as (kind, id, role); its email is read from the user or group at the time
+    of listing, as Google reflects a renamed member. A member whose user was deleted is
+    dropped from listings, as Google does.
+    """
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self._lock = threading.RLock()
+        self._groups: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, str] = {}  # lowercased email or alias -> id
+        self._members: dict[str, dict[str, tuple[str, str]]] = {}  # group -> id -> (type, role)
+
+    def _find(self, group_key: str) -> dict[str, Any]:
+        group_id = group_key if group_key in self._groups else self._keys.get(group_key.lower())
+        if group_id is None:
+            raise GoogleApiError(404, "notFound", "Resource Not Found: groupKey")
+        return self._groups[group_id]
+
+    def _new_id(self) -> str:
+        group_id = "0" + secrets.token_hex(7)
+        while group_id in self._groups:
+            group_id = "0" + secrets.token_hex(7)
+        return group_id
+
+    def _add(self, body: dict[str, Any]) -> dict[str, Any]:
+        email = self.directory._email_in_domain(body.get("email"))
+        if email in self._keys or self.directory.find_id(email) is not None:
+            raise GoogleApiError(409, "duplicate", "Entity already exists.")
+        group: dict[str, Any] = {
+            "kind": "admin#directory#group",
+            "id": self._new_id(),
+            "etag": _etag(),
+            "email": email,
+            "name": str(body.get("name") or email.split("@")[0]),
+            "description": str(body.get("description") or ""),
+            "directMembersCount": "0",
+            "adminCreated": True,
+        }
+        self._groups[group["id"]] = group
+        self._keys[email] = group["id"]
+        self._members[group["id"]] = {}
+        return group
+
+    def insert(self, body: dict[str, Any]) -> dict[str, Any]:
+        for name in GROUP_INSERT_REQUIRED:
+            if not body.get(name):
+                raise _invalid(name)
+        with self._lock:
+            return copy.deepcopy(self._add(body))
+
+    def get(self, group_key: str) -> dict[str, Any]:
+        with self._lock:
+            group = copy.deepcopy(self._find(group_key))
+            group["directMembersCount"] = str(len(self._members[group["id"]]))
+            return group
+
+    def list_groups(self, params: dict[str, str]) -> dict[str, Any]:
+        customer, domain, user_key = (params.get(k) for k in ("customer", "domain", "userKey"))
+        if customer and user_key:
+            raise GoogleApiError(400, "badRequest", "Bad Request")
+        if not customer and not domain and not user_key:
+            raise GoogleApiError(400, "badRequest", "Bad Request")
+        if customer and customer not in ("my_customer", self.directory.customer_id):
+            raise GoogleApiError(400, "badRequest", "Bad Request")
+        if domain and domain.lower() not in self.directory.domains:
+            raise GoogleApiError(404, "notFound", "Domain not found.")
+        if params.get("query"):
+            raise _invalid("query (the sandbox does not search groups)")
+        member_id = None
+        if user_key:
+            member_id = self.directory.find_id(user_key)
+            if member_id is None:
+                raise GoogleApiError(404, "notFound", "Resource Not Found: userKey")
+        descending = params.get("sortOrder") == "DESCENDING"
+        with self._lock:
+            groups = [
+                group
+                for group in self._groups.values()
+                if (not domain or group["email"].endswith("@" + domain.lower()))
+                and (member_id is None or member_id in self._members[group["id"]])
+            ]
+            return _page_of(
+                groups,
+                params,
+                key=lambda group: [group["email"], group["id"]],
+                descending=descending,
+                kind="admin#directory#groups",
+                items="groups",
+            )
+
+    def _member_resource(self, member_id: str, kind: str, role: str) -> dict[str, Any] | None:
+        if kind == "USER":
+            email = self.directory.email_of(member_id)
+        else:
+            group = self._groups.get(member_id)
+            email = None if group is None else group["email"]
+        if email is None:
+            return None
+        return {
+            "kind": "admin#directory#member",
+            "etag": '"member"',
+            "id": member_id,
+            "email": email,
+            "role": role,
+            "type": kind,
+            "status": "ACTIVE",
+        }
+
+    def list_members(self, group_key: str, params: dict[str, str]) -> dict[str, Any]:
+        roles = {r.strip().upper() for r in params.get("roles", "").split(",") if r.strip()}
+        with self._lock:
+            group = self._find(group_key)
+            members = []
+            for member_id, (kind, role) in self._members[group["id"]].items():
+                if roles and role not in roles:
+                    continue
+                resource = self._member_resource(member_id, kind, role)
+                if resource is not None:
+                    members.append(resource)
+            return _page_of(
+                members,
+                params,
+                key=lambda member: [member["email"], member["id"]],
+                descending=False,
+                kind="admin#directory#members",
+                items="members",
+            )
+
+    def _resolve_member(self, key: str) -> tuple[str, str]:
+        user_id = self.directory.find_id(key)
+        if user_id is not None:
+            return user_id, "USER"
+        group_id = key if key in self._groups else self._keys.get(key.lower())
+        if group_id is not None:
+            return group_id, "GROUP"
+        raise GoogleApiError(404, "notFound", "Resource Not Found: memberKey")
+
+    def insert_member(self, group_key: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = body.get("email") or body.get("id")
+        if not isinstance(key, str) or not key:
+            raise _invalid("memberKey")
+        role = str(body.get("role") or "MEMBER").upper()
+        if role not in ("OWNER", "MANAGER", "MEMBER"):
+            raise _invalid("role")
+        with self._lock:
+            group = self._find(group_key)
+            member_id, kind = self._resolve_member(key)
+            if member_id == group["id"]:
+                raise _invalid("memberKey")
+            members = self._members[group["id"]]
+            if member_id in members:
+                raise GoogleApiError(409, "duplicate", "Member already exists.")
+            members[member_id] = (kind, role)
+            resource = self._member_resource(member_id, kind, role)
+            assert resource is not None
+            return resource
+
+    def delete_member(self, group_key: str, member_key: str) -> None:
+        with self._lock:
+            group = self._find(group_key)
+            members = self._members[group["id"]]
+            try:
+                member_id, _ = self._resolve_member(member_key)
+            except GoogleApiError:
+                member_id = member_key
+            if member_id not in members:
+                raise GoogleApiError(404, "notFound", "Resource Not Found: memberKey")
+            del members[member_id]
+
+    # Python-side views and seeding.
+
+    def seed(
+        self,
+        groups: Iterable[dict[str, Any]],
+        members: Mapping[str, Iterable[str]] | None = None,
+    ) -> list[str]:
+        """Add many groups ({"email", "name"}) and their user members (group email -> user
+        emails or ids) at once, without the API's copies. Returns the new groups' ids."""
+        with self._lock:
+            ids = [self._add(dict(body))["id"] for body in groups]
+            for group_key, keys in (members or {}).items():
+                group_members = self._members[self._find(group_key)["id"]]
+                for key in keys:
+                    member_id, kind = self._resolve_member(key)
+                    group_members[member_id] = (kind, "MEMBER")
+        return ids
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._groups.values()))
+
+    def member_emails(self, group_key: str) -> list[str]:
+        with self._lock:
+            group = self._find(group_key)
+            emails = [
+                resource["email"]
+                for member_id, (kind, role) in self._members[group["id"]].items()
+                if (resource := self._member_resource(member_id, kind, role)) is not None
+            ]
+            return sorted(emails)
+
+
+def _page_of(
+    objects: list[dict[str, Any]],
+    params: dict[str, str],
+    *,
+    key: Callable[[dict[str, Any]], list[str]],
+    descending: bool,
+    kind: str,
+    items: str,
+) -> dict[str, Any]:
+    """One page of a group or member listing, in key order, with Google's paging fields."""
+    page_size = min(int(params.get("maxResults") or GROUP_PAGE_MAX), GROUP_PAGE_MAX)
+    objects = sorted(objects, key=key, reverse=descending)
+    if "pageToken" in params:
+        after = _decode_page_token(params["pageToken"])
+        objects = [o for o in objects if (key(o) < after if descending else key(o) > after)]
+    page = copy.deepcopy(objects[:page_size])
+    answer: dict[str, Any] = {"kind": kind, "etag": _etag()}
+    if page:
+        answer[items] = page
+    if len(objects) > page_size:
+        answer["nextPageToken"] = _encode_page_token(key(page[-1]))
+    return _apply_fields(answer, params.get("fields", ""))
+
+
+def _apply_fields(body: dict[str, Any], mask: str) -> dict[str, Any]:
+    """Google's partial response: keep only the fields a `fields=` mask names, e.g.
+    ``nextPageToken,groups(id,email)``. An empty mask keeps everything."""
+    if not mask.strip():
+        return body
+    try:
+        tree, rest = _parse_mask(mask.replace(" ", ""), 0)
+    except (IndexError, ValueError):
+        tree, rest = {}, -1
+    if rest != len(mask.replace(" ", "")):
+        raise _invalid(f"fields mask {mask}")
+    return cast(dict[str, Any], _select(body, tree))
+
+
+def _parse_mask(mask: str, at: int) -> tuple[dict[str, Any], int]:
+    tree: dict[str, Any] = {}
+    while at < len(mask):
+        match = re.compile(r"[A-Za-z_][\w/]*").match(mask, at)
+        if match is None:
+            raise ValueError(mask)
+        name, at = match.group(0), match.end()
+        sub: dict[str, Any] = {}
+        if at < len(mask) and mask[at] == "(":
+            sub, at = _parse_mask(mask, at + 1)
+            if at >= len(mask) or mask[at] != ")":
+                raise ValueError(mask)
+            at += 1
+        node = tree
+        parts = name.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = sub
+        if at < len(mask) and mask[at] == ",":
+            at += 1
+        elif at < len(mask) and mask[at] == ")":
+            return tree, at
+    return tree, at
+
+
+def _select(value: Any, tree: dict[str, Any]) -> Any:
+    if not tree:
+        return value
+    if isinstance(value, list):
+        return [_select(item, tree) for item in value]
+    if isinstance(value, dict):
+        return {name: _select(value[name], sub) for name, sub in tree.items() if name in value}
+    return value
+
 
 def _encode_page_token(after: list[str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(after).encode()).decode()
@@ -552,6 +903,61 @@ class _Token:
     expires_at: float
 
 
+class RateLimit:
+    """Google's per-user quota, made strict: a token bucket over every Directory API call
+    (token grants excluded, as Google does); a call beyond it is answered 429
+    rateLimitExceeded, or 403 userRateLimitExceeded as Directory often answers instead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rate: float | None = None
+        self.burst = 0
+        self.status = 429
+        self._tokens = 0.0
+        self._at = 0.0
+        self._throttled = 0
+
+    def set(self, rate: float | None, *, burst: int | None = None, status: int = 429) -> None:
+        """Allow ``rate`` calls a second with bursts of ``burst`` (default: one second's
+        worth); None or 0 lifts the limit. The bucket starts full."""
+        if status not in (429, 403):
+            raise ValueError("a rate limit answers 429 or 403")
+        with self._lock:
+            self.rate = rate or None
+            self.burst = max(1, burst if burst is not None else round(rate or 1))
+            self.status = status
+            self._tokens, self._at = float(self.burst), time.monotonic()
+
+    def check(self) -> None:
+        with self._lock:
+            if self.rate is None:
+                return
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            self._throttled += 1
+        if self.status == 403:
+            raise GoogleApiError(403, "userRateLimitExceeded")
+        raise GoogleApiError(429, "rateLimitExceeded")
+
+    def throttled(self) -> int:
+        """How many calls were refused for the rate limit so far."""
+        with self._lock:
+            return self._throttled
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rate": self.rate,
+                "burst": self.burst,
+                "status": self.status,
+                "throttled": self._throttled,
+            }
+
+
 class GoogleDirectorySandbox:
     """An in-memory Google Workspace customer owning `domains`, served over HTTP."""
 
@@ -568,7 +974,17 @@ class GoogleDirectorySandbox:
             domains, customer_id or "C0" + "".join(secrets.choice(alphabet) for _ in range(7))
         )
         self.faults = Faults()
+        self.rate_limit = RateLimit()
+        self.groups = Groups(self.directory)
         self.routes = ROUTES
+        # The Reports API and the asset inventory answer here too, with the same tokens and
+        # faults, as they share admin.googleapis.com (imported late: they build on this module).
+        from sandbox.google_assets import AssetInventory
+        from sandbox.google_reports import ActivityReports
+
+        self.reports = ActivityReports(self)
+        self.assets = AssetInventory(self)
+        self.routes = [*self.routes, *self.reports.routes, *self.assets.routes]
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str, RSAPublicKey]] = {}  # private_key_id -> (email, key)
         self._tokens: dict[str, _Token] = {}
@@ -604,6 +1020,28 @@ class GoogleDirectorySandbox:
 
     def users(self) -> list[dict[str, Any]]:
         return self.directory.users()
+
+    def seed(
+        self,
+        users: Iterable[dict[str, Any]] = (),
+        groups: Iterable[dict[str, Any]] = (),
+        members: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """Fill the customer fast from Python (tests, benchmarks): User resources, groups
+        ({"email", "name"}) and members (group email -> user emails)."""
+        self.directory.seed_users(users)
+        self.groups.seed(groups, members)
+
+    def set_rate_limit(
+        self, rate: float | None, *, burst: int | None = None, status: int = 429
+    ) -> None:
+        """Answer Directory API calls beyond ``rate`` a second with 429 (or 403
+        userRateLimitExceeded); None lifts the limit. See RateLimit."""
+        self.rate_limit.set(rate, burst=burst, status=status)
+
+    def throttled(self) -> int:
+        """How many calls the rate limit refused so far."""
+        return self.rate_limit.throttled()
 
     def calls(self) -> list[str]:
         """Names of the methods called so far ("oauth.token", "users.list", ...), in order."""
@@ -646,8 +1084,13 @@ class GoogleDirectorySandbox:
     def handle(self, verb: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
         url = urlsplit(target)
         query = {name: values[-1] for name, values in parse_qs(url.query).items()}
+        for api in (self.reports, self.assets):
+            if url.path.startswith(api.control_prefix):
+                return api.control(verb, url.path, raw)
         if url.path == CONTROL_PATH:
             return self._control(verb, raw)
+        if url.path == RATE_LIMIT_PATH:
+            return _rate_limit_reply(self, verb, raw)
         if url.path == OAUTH_PATH and verb == "POST":
             return self._token(raw)
         try:
@@ -656,6 +1099,7 @@ class GoogleDirectorySandbox:
                 self._calls.append(route.name)
             self._authorize(route, headers.get("authorization", ""))
             _check_parameters(route, query)
+            self.rate_limit.check()
             fault = self.faults.take(route.name)
             if fault is not None:
                 time.sleep(fault.delay_seconds)
@@ -687,6 +1131,11 @@ class GoogleDirectorySandbox:
             raise GoogleApiError(403, "insufficientPermissions")
 
     def _call(self, route: Route, path: dict[str, str], query: dict[str, str], raw: bytes) -> Reply:
+        for api in (self.reports, self.assets):
+            if route in api.routes:
+                return api.call(route, path, query, raw)
+        if route.name.startswith(("groups.", "members.")):
+            return self._call_groups(route, path, query, raw)
         if route.name == "users.list":
             return Reply(200, self.directory.list_users(query))
         if route.name == "users.get":
@@ -703,6 +1152,30 @@ class GoogleDirectorySandbox:
         if route.name == "users.insert":
             return Reply(200, self.directory.insert(body))
         return Reply(200, self.directory.update(path["userKey"], body))
+
+    def _call_groups(
+        self, route: Route, path: dict[str, str], query: dict[str, str], raw: bytes
+    ) -> Reply:
+        if route.name == "groups.list":
+            return Reply(200, self.groups.list_groups(query))
+        if route.name == "groups.get":
+            return Reply(
+                200, _apply_fields(self.groups.get(path["groupKey"]), query.get("fields", ""))
+            )
+        if route.name == "members.list":
+            return Reply(200, self.groups.list_members(path["groupKey"], query))
+        if route.name == "members.delete":
+            self.groups.delete_member(path["groupKey"], path["memberKey"])
+            return Reply(204)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise GoogleApiError(400, "parseError") from exc
+        if not isinstance(body, dict):
+            raise GoogleApiError(400, "parseError")
+        if route.name == "groups.insert":
+            return Reply(200, self.groups.insert(body))
+        return Reply(200, self.groups.insert_member(path["groupKey"], body))
 
     def _token(self, raw: bytes) -> Reply:
         with self._lock:
@@ -793,6 +1266,24 @@ class GoogleDirectorySandbox:
         return Reply(200, {"faults": self.faults.pending()})
 
 
+def _rate_limit_reply(sandbox: GoogleDirectorySandbox, verb: str, raw: bytes) -> Reply:
+    """GET: the limit and how many calls it refused; POST {"rate", "burst", "status"}: set
+    it; DELETE: lift it."""
+    try:
+        if verb == "POST":
+            spec = json.loads(raw or b"{}")
+            sandbox.set_rate_limit(
+                spec.get("rate"), burst=spec.get("burst"), status=int(spec.get("status", 429))
+            )
+        elif verb == "DELETE":
+            sandbox.set_rate_limit(None)
+        elif verb != "GET":
+            return Reply(405, {"error": f"{verb} is not allowed on {RATE_LIMIT_PATH}"})
+    except (ValueError, TypeError, AttributeError) as exc:
+        return Reply(400, {"error": str(exc)})
+    return Reply(200, sandbox.rate_limit.state())
+
+
 def _oauth_error(status: int, error: str, description: str) -> Reply:
     return Reply(status, {"error": error, "error_description": description})
 
@@ -859,10 +1350,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a service-account key for this server: kept and trusted if the file exists, "
         "else written there",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="RPS",
+        help="answer Directory API calls beyond RPS a second with 429 (default: no limit)",
+    )
+    parser.add_argument("--rate-limit-burst", type=int, help="bucket size (default: RPS)")
+    parser.add_argument(
+        "--rate-limit-status",
+        type=int,
+        choices=(429, 403),
+        default=429,
+        help="429 rateLimitExceeded, or 403 userRateLimitExceeded",
+    )
     args = parser.parse_args(argv)
     sandbox = GoogleDirectorySandbox(
         args.domains or ["example.com"], host=args.host, port=args.port
     )
+    if args.rate_limit:
+        sandbox.set_rate_limit(
+            args.rate_limit, burst=args.rate_limit_burst, status=args.rate_limit_status
+        )
     if args.key_out and args.key_out.exists():
         sandbox.trust_key(json.loads(args.key_out.read_text()))
     elif args.key_out:

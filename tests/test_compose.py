@@ -48,6 +48,7 @@ DEFAULT_IS_FINE = {
     "CELERY_DB_REUSE_MAX": "a worker tuning knob",
     "ACCESSHIVE_VAULT_KEYS": "keys of the embedded vault; production uses the vault service",
     "ACCESSHIVE_JOB_QUEUES": "the built-in routing is what the worker services consume",
+    "ACCESSHIVE_JOB_TIMEOUTS": "directory_sync and asset_discovery get 900 s",
     "ACCESSHIVE_JOB_PRUNE_BATCH": "1,000 jobs per delete transaction",
     "ACCESSHIVE_REDIS_URL": "follows CELERY_BROKER_URL (the same Redis)",
     "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "5 s of waiting inside an attempt",

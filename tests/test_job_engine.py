@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accesshive.celery import app
-from jobs import lifecycle, services, sweeper
+from jobs import lifecycle, routing, services, sweeper
 from jobs.models import Job, JobEvent, JobStatus, JobStatusCount, JobType
 from jobs.tasks import run_job
 from tests.inline import deliver
@@ -114,7 +114,7 @@ def test_redis_visibility_timeout_outlasts_the_longest_backoff_plus_an_attempt()
     """Otherwise Redis hands a retry that is held for its countdown to a second worker."""
     script = (
         "import json, accesshive.settings as s; print(json.dumps([s.CELERY_BROKER_TRANSPORT_OPTIONS"
-        "['visibility_timeout'], s.JOB_BACKOFF_MAX, s.JOB_HARD_TIMEOUT]))"
+        "['visibility_timeout'], s.JOB_BACKOFF_MAX, s.LONGEST_HARD_TIMEOUT]))"
     )
     for backoff_max in ("600", "7200"):
         env = {
@@ -128,3 +128,8 @@ def test_redis_visibility_timeout_outlasts_the_longest_backoff_plus_an_attempt()
         ).stdout
         visibility, longest_backoff, hard_limit = json.loads(out)
         assert visibility > longest_backoff + hard_limit
+
+
+def test_long_running_types_get_their_own_time_limits() -> None:
+    assert routing.time_limits_for("directory_sync") == (900, 910)
+    assert routing.time_limits_for("create_domain_user") == (120, 130)

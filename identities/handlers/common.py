@@ -6,6 +6,7 @@ import json
 from connectors.google_workspace import GoogleWorkspaceClient
 from connectors.scim import ScimClient
 from identities.models import Identity, IdentityProvider, Platform
+from jobs import ratelimit
 from jobs.errors import PermanentError
 from jobs.models import Job
 from vault.backends import get_vault
@@ -40,6 +41,8 @@ def google_workspace_client(platform: Platform) -> GoogleWorkspaceClient:
         json.loads(secret["json"]),
         platform.admin_email,
         api_endpoint=platform.api_endpoint or None,
+        # One bucket per platform shared by every worker: a thousand jobs stay under quota.
+        before_call=ratelimit.pacer(platform.kind, platform.pk),
     )
 
 

@@ -1,0 +1,1 @@
+"""Asset discovery: what each connected platform holds, with first and last sightings."""

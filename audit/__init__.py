@@ -1,0 +1,1 @@
+"""Audit-log ingestion: Google Workspace activity reports copied into AccessHive."""

@@ -1,0 +1,17 @@
+"""Audit log pages, per-platform ingestion settings, and the audit-events API."""
+
+from django.urls import path
+
+from audit import api, views
+
+app_name = "audit"
+
+urlpatterns = [
+    path("audit/", views.event_list, name="list"),
+    path("audit/<int:event_id>/", views.event_detail, name="detail"),
+    path("audit/platforms/", views.platform_list, name="platform-list"),
+    path("audit/platforms/<int:platform_id>/", views.platform_settings, name="platform"),
+    path("audit/platforms/<int:platform_id>/ingest/", views.ingest_now, name="ingest"),
+    path("api/v1/audit-events/", api.event_list, name="api-list"),
+    path("api/v1/audit-events/<int:event_id>/", api.event_detail, name="api-detail"),
+]

@@ -1,0 +1,1 @@
+"""Identity sources (Google Workspace, LDAP/AD), directory sync and joiner/mover/leaver jobs."""

@@ -1,0 +1,130 @@
+"""The rate limiter on the real Redis (and its per-process fallback), and what the engine does
+with a job that must wait for it: back to its queue, no retry spent, no attempt recorded."""
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from jobs import lifecycle, ratelimit, services
+from jobs.errors import RateLimited
+from jobs.models import AttemptOutcome, Job, JobStatus, JobStatusCount
+from tests.conftest import require_services
+from tests.inline import deliver
+from tests.integration import test_ops_support  # noqa: F401 - registers test_ops_paced_once
+from tests.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def broker() -> Iterator["redis.Redis[bytes]"]:
+    require_services("postgres", "redis")
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    lifecycle._types_with_counters.clear()  # rows of test types went with earlier tests
+    yield client
+    client.flushdb()
+
+
+def test_limits_come_from_settings(settings) -> None:
+    settings.RATE_LIMITS = {"google_workspace": (10.0, 5), "google_workspace:7": (2.0, 1)}
+    assert ratelimit.limit_for("google_workspace", 3) == ratelimit.Limit(10.0, 5)
+    assert ratelimit.limit_for("google_workspace", 7) == ratelimit.Limit(2.0, 1)
+    assert ratelimit.limit_for("github", 3) is None
+    settings.RATE_LIMITS = {"google_workspace": (0.0, 1)}
+    assert ratelimit.limit_for("google_workspace", 3) is None
+    assert ratelimit.pacer("google_workspace", 3) is None
+
+
+def test_the_default_for_google_workspace_is_10_a_second(settings) -> None:
+    assert settings.RATE_LIMITS["google_workspace"] == (10.0, 5)
+
+
+def test_the_bucket_gives_its_burst_then_spaces_calls(broker) -> None:
+    limit = ratelimit.Limit(rate=10, burst=3)
+    waits = [ratelimit.take("test:spacing", limit, max_wait=10)[1] for _ in range(6)]
+    assert waits[:3] == [0, 0, 0]
+    assert waits[3:] == pytest.approx([0.1, 0.2, 0.3], abs=0.02)  # reserved, evenly spaced
+
+
+def test_a_wait_past_the_limit_takes_nothing(broker) -> None:
+    limit = ratelimit.Limit(rate=2, burst=1)
+    ratelimit.acquire("test:long", limit, max_wait=0)  # the burst token
+    with pytest.raises(RateLimited) as raised:
+        ratelimit.acquire("test:long", limit, max_wait=0.1)
+    assert raised.value.retry_after == pytest.approx(0.5, abs=0.05)
+    # Refused calls reserved nothing: the next caller still waits only ~0.5 s.
+    started = time.monotonic()
+    slept = ratelimit.acquire("test:long", limit, max_wait=1)
+    assert slept == pytest.approx(0.5, abs=0.05)
+    assert time.monotonic() - started == pytest.approx(0.5, abs=0.1)
+
+
+def test_buckets_are_separate_per_key(broker) -> None:
+    limit = ratelimit.Limit(rate=1, burst=1)
+    assert ratelimit.take("google_workspace:1", limit, 0)[0]
+    assert not ratelimit.take("google_workspace:1", limit, 0)[0]
+    assert ratelimit.take("google_workspace:2", limit, 0)[0]
+
+
+def test_without_redis_each_process_keeps_its_own_bucket(settings) -> None:
+    settings.REDIS_URL = ""
+    limit = ratelimit.Limit(rate=10, burst=2)
+    waits = [ratelimit.take("test:local", limit, max_wait=10)[1] for _ in range(4)]
+    assert waits[:2] == [0, 0]
+    assert waits[2:] == pytest.approx([0.1, 0.2], abs=0.02)
+    assert not ratelimit.take("test:local", limit, max_wait=0.05)[0]
+
+
+def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) -> None:
+    job = services.enqueue("test_ops_paced_once")
+    first_task_id = job.celery_task_id
+
+    job = deliver(job)
+
+    assert job.status == JobStatus.PENDING
+    assert (job.attempt_count, job.retries) == (0, 0)
+    assert job.started_at is None
+    assert not job.attempts.exists()  # no attempt recorded, failed or otherwise
+    assert job.celery_task_id != first_task_id  # the running message can never claim it again
+    (raw,) = broker.lrange("celery", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["id"] == str(job.celery_task_id)
+    assert message["headers"]["retries"] == 0
+    assert message["headers"]["eta"]  # sent with its countdown
+    assert job.next_attempt_at is not None
+    assert job.dispatched_at == job.next_attempt_at  # the sweeper waits from then
+    counts = dict(
+        JobStatusCount.objects.filter(job_type="test_ops_paced_once").values_list("status", "count")
+    )
+    assert (counts["pending"], counts["running"]) == (1, 0)
+
+    # The stale message is ignored; the new one runs the job to completion as attempt 1.
+    assert (
+        lifecycle.start_attempt(job.pk, task_id=str(first_task_id), retries=0, worker="x") is None
+    )
+    job = deliver(job)
+    assert job.status == JobStatus.COMPLETED
+    assert (job.attempt_count, job.retries) == (1, 0)
+    assert [a.outcome for a in job.attempts.all()] == [AttemptOutcome.SUCCEEDED]
+
+
+def test_a_paced_retry_stays_retrying_with_its_retry_count(broker) -> None:
+    job = services.enqueue("test_ops_paced_once")
+    first = lifecycle.start_attempt(job.pk, task_id=str(job.celery_task_id), retries=0, worker="w")
+    assert first is not None
+    lifecycle.fail_attempt(first, RuntimeError("503"), will_retry=True)
+    second = lifecycle.start_attempt(job.pk, task_id=str(job.celery_task_id), retries=1, worker="w")
+    assert second is not None
+
+    again = lifecycle.defer_attempt(second, delay=2)
+
+    assert again is not None
+    assert again.status == JobStatus.RETRYING
+    assert (again.attempt_count, again.retries) == (1, 1)
+    assert again.started_at == Job.objects.get(pk=job.pk).started_at is not None
+    assert [a.number for a in again.attempts.all()] == [1]
+    assert lifecycle.defer_attempt(second, delay=2) is None  # only once
