@@ -10,6 +10,7 @@ from django.urls import reverse
 from assets import queries
 from assets.models import Asset
 from jobs.api import endpoint, error
+from web.pages import InvalidFilterError
 
 VIEW_PERMISSION = "assets.view_asset"
 
@@ -37,7 +38,7 @@ def asset_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         return error(400, exc.message, parameter=exc.parameter)
     page = queries.list_assets(filters, before=before, with_attributes=True)
     next_url = None

@@ -8,17 +8,9 @@ from django.db.models import QuerySet
 
 from assets.models import Asset, AssetKind
 from identities.models import Platform
+from web.pages import InvalidFilterError, parse_id_cursor
 
 STATES = (("present", "Present"), ("gone", "Gone"))
-
-
-class InvalidFilterError(ValueError):
-    """A query parameter has a value the asset list does not understand."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -78,12 +70,7 @@ def parse_filters(params: Mapping[str, str]) -> AssetFilters:
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:
-    raw = params.get("before", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidFilterError("before", f"before must be a positive asset id, got {raw!r}")
-    return int(raw)
+    return parse_id_cursor(params, "asset")
 
 
 def filtered_assets(filters: AssetFilters) -> QuerySet[Asset]:

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,22 +16,10 @@ from assets import queries, services
 from assets.models import AssetKind
 from identities.models import Platform
 from jobs.models import JobStatus
+from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "assets.view_asset"
 DISCOVER_PERMISSION = "assets.discover_assets"
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx refresh asks for the live fragment only; a history restore needs the page."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def list_url(filters: queries.AssetFilters, *, before: int | None = None) -> str:
@@ -63,7 +50,7 @@ def asset_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         context.update(filters=queries.AssetFilters(), filter_error=exc)
         return render(request, "assets/asset_list.html", context, status=400)
     page = queries.list_assets(filters, before=before)

@@ -10,6 +10,7 @@ from django.urls import reverse
 from audit import queries
 from audit.models import AuditEvent
 from jobs.api import endpoint, error
+from web.pages import InvalidFilterError
 
 VIEW_PERMISSION = "audit.view_auditevent"
 
@@ -47,7 +48,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         return error(400, exc.message, parameter=exc.parameter)
     page = queries.list_events(filters, before=before, with_parameters=True)
     next_url = None

@@ -12,15 +12,7 @@ from django.utils.dateparse import parse_datetime
 from audit.models import AuditEvent
 from connectors.google_reports import APPLICATIONS
 from identities.models import Platform
-
-
-class InvalidFilterError(ValueError):
-    """A query parameter has a value the audit log does not understand."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
+from web.pages import InvalidFilterError
 
 
 @dataclass(frozen=True)

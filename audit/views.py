@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,22 +17,10 @@ from audit import queries, services
 from audit.forms import AuditSettingsForm
 from connectors.google_reports import APPLICATIONS
 from identities.models import Platform
+from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "audit.view_auditevent"
 CHANGE_SETTINGS = "audit.change_auditsettings"
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx filter change asks for the list fragment only; a history restore needs the page."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def list_url(filters: queries.EventFilters, *, before: queries.Cursor | None = None) -> str:
@@ -63,7 +50,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         context.update(filters=queries.EventFilters(), filter_error=exc)
         return render(request, "audit/event_list.html", context, status=400)
     page = queries.list_events(filters, before=before)

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from directory import queries, services
 from directory.forms import SOURCE_FORMS, LdapSourceForm, RuleForm, SyncNowForm
 from directory.models import EventKind, IdentitySource, JmlRule
+from web.pages import require_permissions, wants_fragment
 
 VIEW_SOURCE = "directory.view_identitysource"
 ADD_SOURCE = "directory.add_identitysource"
@@ -23,18 +23,6 @@ CHANGE_SOURCE = "directory.change_identitysource"
 SYNC_SOURCE = "directory.sync_identitysource"
 VIEW_EVENT = "directory.view_directoryevent"
 CHANGE_RULE = "directory.change_jmlrule"
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def render_live(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:

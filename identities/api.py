@@ -15,6 +15,7 @@ from identities.forms import IDENTITY_FORMS, IdentityForm
 from identities.models import Identity, IdentityType
 from jobs.api import endpoint, error
 from jobs.models import Job
+from web.pages import InvalidFilterError
 
 VIEW_PERMISSION = "identities.view_identity"
 ADD_PERMISSION = "identities.add_identity"
@@ -173,7 +174,7 @@ def identity_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         return error(400, exc.message, parameter=exc.parameter)
     page = queries.list_identities(filters, before=before)
     next_url = None

@@ -7,18 +7,10 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
+from web.pages import InvalidFilterError, parse_id_cursor
 
 # Identities whose provisioning jobs are still on their way; their pages refresh themselves.
 ACTIVE_STATUSES = frozenset({IdentityStatus.PENDING, IdentityStatus.PROVISIONING})
-
-
-class InvalidFilterError(ValueError):
-    """A query parameter has a value the identities list does not understand."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -94,14 +86,7 @@ def parse_filters(params: Mapping[str, str]) -> IdentityFilters:
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:
-    """Read the keyset cursor ``before`` (an identity id); anything but a positive whole number
-    raises."""
-    raw = params.get("before", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidFilterError("before", f"before must be a positive identity id, got {raw!r}")
-    return int(raw)
+    return parse_id_cursor(params, "identity")
 
 
 def filtered_identities(filters: IdentityFilters) -> QuerySet[Identity]:

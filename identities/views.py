@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +23,7 @@ from identities.models import (
     IdentityType,
     Platform,
 )
+from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_IDENTITY = "identities.view_identity"
 ADD_IDENTITY = "identities.add_identity"
@@ -53,19 +53,6 @@ TYPE_DESCRIPTIONS: dict[str, str] = {
     IdentityType.API_KEY: "A named API key; instant: stored in the vault.",
     IdentityType.OAUTH_CLIENT: "An OAuth client id and secret; instant: stored in the vault.",
 }
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx refresh asks for the live fragment only; a history restore needs the whole page."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def render_live(
@@ -103,7 +90,7 @@ def identity_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         context.update(filters=queries.IdentityFilters(), filter_error=exc)
         return render(request, "identities/identity_list.html", context, status=400)
     page = queries.list_identities(filters, before=before)

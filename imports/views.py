@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from imports import csvfile, queries, services
 from imports.forms import ImportUploadForm
 from imports.models import ImportBatch
+from web.pages import wants_fragment
 
 # An import creates identities, so it asks what creating one identity asks.
 IMPORT_PERMISSIONS = ("identities.view_identity", "identities.add_identity")
@@ -24,14 +25,6 @@ PROBLEMS_ON_PAGE = 200
 def require_permissions(request: HttpRequest) -> None:
     if not request.user.has_perms(IMPORT_PERMISSIONS):
         raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx refresh asks for the live fragment only; a history restore needs the whole page."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def columns() -> list[tuple[str, str, bool, bool]]:

@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from jobs import queries, serializers, services
 from jobs.models import Job
+from web.pages import InvalidFilterError
 
 VIEW_PERMISSION = "jobs.view_job"
 RETRY_PERMISSION = "jobs.retry_job"
@@ -86,7 +87,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         return error(400, exc.message, parameter=exc.parameter)
     page = queries.list_jobs(filters, before=before)
     return JsonResponse(

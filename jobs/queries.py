@@ -10,18 +10,10 @@ from django.db.models.functions import TruncHour
 
 from jobs import registry
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
+from web.pages import InvalidFilterError, parse_id_cursor
 
 # Columns a list never shows and that can be large (JSON blobs, tracebacks).
 HEAVY_COLUMNS = ("params", "result", "error_traceback", "error_message")
-
-
-class InvalidFilterError(ValueError):
-    """A query parameter has a value the jobs list does not understand."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -76,13 +68,7 @@ def parse_filters(params: Mapping[str, str]) -> JobFilters:
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:
-    """Read the keyset cursor ``before`` (a job id); anything but a positive whole number raises."""
-    raw = params.get("before", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidFilterError("before", f"before must be a positive job id, got {raw!r}")
-    return int(raw)
+    return parse_id_cursor(params, "job")
 
 
 def filtered_jobs(filters: JobFilters) -> QuerySet[Job]:

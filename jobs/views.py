@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,22 +15,10 @@ from django.views.decorators.http import require_POST, require_safe
 
 from jobs import charts, queries, serializers, services
 from jobs.models import Job, JobStatus
+from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "jobs.view_job"
 RETRY_PERMISSION = "jobs.retry_job"
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx refresh asks for the live fragment only; a history restore needs the whole page."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 def list_url(filters: queries.JobFilters, *, before: int | None = None) -> str:
@@ -57,7 +44,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     try:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
-    except queries.InvalidFilterError as exc:
+    except InvalidFilterError as exc:
         context = {**filter_context(), "filters": queries.JobFilters(), "filter_error": exc}
         return render(request, "jobs/job_list.html", context, status=400)
     page = queries.list_jobs(filters, before=before)

@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,15 +20,11 @@ from pam import queries, services
 from pam.forms import CheckOutForm, ManualRotationForm
 from pam.models import AccessSession
 from vault.errors import VaultError
+from web.pages import require_permissions
 
 CHECK_OUT = queries.CHECK_OUT_PERMISSION
 RECORD_ROTATION = queries.RECORD_ROTATION_PERMISSION
 VIEW_IDENTITY = queries.VIEW_IDENTITY_PERMISSION
-
-
-def require_permissions(request: HttpRequest, *perms: str) -> None:
-    if not request.user.has_perms(perms):
-        raise PermissionDenied
 
 
 def identity_url(identity_id: int) -> str:

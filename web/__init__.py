@@ -1,0 +1,1 @@
+"""Helpers every app's pages share: permission checks, htmx fragments, list filters and paging."""
