@@ -13,6 +13,7 @@ from django.utils import timezone
 from jobs import charts
 from jobs.models import Job, JobStatus, JobType
 from tests import factories
+from tests.conftest import require_services
 
 pytestmark = pytest.mark.django_db
 
@@ -92,8 +93,7 @@ def test_charts_need_the_view_permission(client: Client) -> None:
 
 
 def test_the_charts_query_uses_the_finished_index(day) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL for EXPLAIN")
+    require_services("postgres")  # EXPLAIN's plan is PostgreSQL's
     since = timezone.now() - timedelta(hours=24)
     sql, params = (
         Job.objects.filter(
