@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "directory",
     "audit",
     "assets",
+    "policies",
 ]
 
 MIDDLEWARE = [

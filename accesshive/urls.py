@@ -22,4 +22,5 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("assets.urls")),
     path("", include("directory.urls")),
+    path("", include("policies.urls")),
 ]

@@ -213,3 +213,9 @@ class GoogleAssetsClient:
             )
             for token in (response or {}).get("items") or []
         ]
+
+    def revoke_token(self, user_id: str, client_id: str) -> bool:
+        """Revoke one user's grant to a third-party client; False if it was already gone."""
+        request = self._directory.tokens().delete(userKey=user_id, clientId=client_id)
+        subject = self._subject(f"OAuth grant of {user_id} to {client_id}")
+        return self._session.execute(request, subject, missing_ok=True) is not None

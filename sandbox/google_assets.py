@@ -1,5 +1,6 @@
 """The Directory API's inventory beyond users on the Directory sandbox's server: org units,
-domains, mobile and ChromeOS devices, and users' third-party OAuth tokens (list methods)."""
+domains, mobile and ChromeOS devices, and users' third-party OAuth tokens (list methods, and
+tokens.delete to revoke a grant)."""
 
 import base64
 import binascii
@@ -24,7 +25,7 @@ ROUTES: list[Route] = [
     *routes_for(DISCOVERY, "domains", ("list",)),
     *routes_for(DISCOVERY, "mobiledevices", ("list",)),
     *routes_for(DISCOVERY, "chromeosdevices", ("list",)),
-    *routes_for(DISCOVERY, "tokens", ("list",)),
+    *routes_for(DISCOVERY, "tokens", ("list", "delete")),
 ]
 # The collections held here, by the name tests and the control path use.
 KINDS = ("orgunits", "domains", "mobiledevices", "chromeosdevices")
@@ -261,6 +262,12 @@ class AssetInventory:
             raise GoogleApiError(400, "badRequest", "Bad Request")
 
     def call(self, route: Route, path: dict[str, str], query: dict[str, str], raw: bytes) -> Reply:
+        if route.name == "tokens.delete":
+            user = self.directory.get(path["userKey"])
+            with self._lock:
+                if self._tokens.get(user["id"], {}).pop(path["clientId"], None) is None:
+                    raise GoogleApiError(404, "notFound", "Resource Not Found: clientId")
+            return Reply(204)
         if route.name == "tokens.list":
             user = self.directory.get(path["userKey"])
             with self._lock:

@@ -1,0 +1,1 @@
+"""Policies: risky states AccessHive watches for, their violations, and their remediation."""

@@ -1,0 +1,54 @@
+"""The policy form: kind, platform, action and mode, and the kind's parameters."""
+
+from typing import Any
+
+from django import forms
+
+from policies.models import ACTIONS_FOR_KIND, Policy, PolicyKind
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Stale credential: rotated within N days; inactive account: a login within N",
+    )
+    broad_scopes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="OAuth app: scope prefixes counted as broad, one a line (empty: defaults)",
+    )
+    allowed_clients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="OAuth app: allowed client ids, one a line",
+    )
+
+    class Meta:
+        model = Policy
+        fields = ["name", "kind", "platform", "action", "mode", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        parameters = self.instance.parameters or {}
+        self.fields["days"].initial = parameters.get("days")
+        self.fields["broad_scopes"].initial = "\n".join(parameters.get("broad_scopes") or [])
+        self.fields["allowed_clients"].initial = "\n".join(parameters.get("allowed_clients") or [])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind, action = data.get("kind"), data.get("action")
+        if kind and action and action not in ACTIONS_FOR_KIND[kind]:
+            self.add_error("action", f"This action does not fit the kind {kind}")
+        parameters: dict[str, Any] = {}
+        if kind in (PolicyKind.STALE_CREDENTIAL, PolicyKind.INACTIVE_ACCOUNT):
+            parameters["days"] = data.get("days") or 90
+        if kind == PolicyKind.BROAD_OAUTH_APP:
+            parameters["broad_scopes"] = _lines(data.get("broad_scopes") or "")
+            parameters["allowed_clients"] = _lines(data.get("allowed_clients") or "")
+        self.instance.parameters = parameters
+        return data

@@ -1,0 +1,37 @@
+"""Policy and violation pages, and the violations API."""
+
+from django.urls import path
+
+from policies import api, views
+
+app_name = "policies"
+
+urlpatterns = [
+    path("policies/", views.policy_list, name="list"),
+    path("policies/new/", views.policy_edit, name="create"),
+    path("policies/<int:policy_id>/", views.policy_edit, name="edit"),
+    path("policies/violations/", views.violation_list, name="violations"),
+    path(
+        "policies/violations/<int:violation_id>/approve/",
+        views.violation_decide,
+        {"decision": "approve"},
+        name="approve",
+    ),
+    path(
+        "policies/violations/<int:violation_id>/dismiss/",
+        views.violation_decide,
+        {"decision": "dismiss"},
+        name="dismiss",
+    ),
+    path("api/v1/violations/", api.violation_list, name="api-list"),
+    path(
+        "api/v1/violations/<int:violation_id>/approve/",
+        api.violation_approve,
+        name="api-approve",
+    ),
+    path(
+        "api/v1/violations/<int:violation_id>/dismiss/",
+        api.violation_dismiss,
+        name="api-dismiss",
+    ),
+]

@@ -1,0 +1,160 @@
+"""The remediation job's actions over real HTTP against the sandbox (suspend a user, revoke an
+OAuth grant, rotate a credential through PAM's rotation job), its re-check, and that running
+it again changes nothing new."""
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from django.utils import timezone
+
+from identities.models import Identity
+from jobs.models import Job, JobStatus, JobType, Trigger
+from policies import handlers
+from policies.models import Action, Mode, PolicyKind, Violation, ViolationStatus
+from policies.services import approve_violation, evaluate_policy
+from sandbox import google_directory
+from tests import factories
+from tests.inline import deliver
+from tests.policies_support import discover, make_policy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
+    server = google_directory.start(domains=["example.com"])
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def platform(gws):
+    return factories.make_sandbox_platform(gws)
+
+
+@pytest.fixture
+def ada(gws) -> str:
+    [user_id] = gws.directory.seed_users(
+        [{"primaryEmail": "ada@example.com", "isEnrolledIn2Sv": False}]
+    )
+    return str(user_id)
+
+
+def remediation_of(violation: Violation) -> Job:
+    assert violation.remediation_job is not None
+    return violation.remediation_job
+
+
+def only_violation(policy) -> Violation:
+    [violation] = Violation.objects.filter(policy=policy)
+    return violation
+
+
+def test_suspend_user_automatically_and_idempotently(gws, platform, ada) -> None:
+    policy = make_policy(
+        platform, PolicyKind.NO_2SV, action=Action.SUSPEND_USER, mode=Mode.AUTOMATIC
+    )
+    discover(platform)
+    assert evaluate_policy(policy, trigger=Trigger.JOB)["remediations"] == 1
+    violation = only_violation(policy)
+    assert violation.status == ViolationStatus.REMEDIATING
+    job = deliver(remediation_of(violation))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert gws.directory.get(ada)["suspended"] is True
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert violation.outcome == "suspended user ada@example.com in Google Workspace"
+    assert (job.result or {})["outcome"] == violation.outcome
+
+    # A second run of the same job (a late duplicate) changes nothing.
+    again = handlers.run(job)
+    assert (again or {})["resumed"] is True
+    # The snapshot still shows the user active: evaluation neither reopens nor remediates.
+    assert evaluate_policy(policy, trigger=Trigger.JOB) == {
+        "opened": 0,
+        "closed": 0,
+        "remediations": 0,
+    }
+    # The next discovery sees the suspension, and the violation closes, keeping its status.
+    discover(platform)
+    assert evaluate_policy(policy, trigger=Trigger.JOB)["closed"] == 1
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert violation.closed_at is not None
+
+
+def test_suspending_an_already_suspended_user_is_fine(gws, platform, ada) -> None:
+    policy = make_policy(platform, PolicyKind.NO_2SV, action=Action.SUSPEND_USER)
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    gws.directory.update(ada, {"suspended": True})  # by hand, after the snapshot
+    job = deliver(approve_violation(violation, actor=None))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert violation.outcome == "user ada@example.com was already suspended"
+
+
+def test_remediation_rechecks_and_closes_when_no_longer_holding(gws, platform, ada) -> None:
+    policy = make_policy(platform, PolicyKind.NO_2SV, action=Action.SUSPEND_USER)
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    job = approve_violation(violation, actor=None)
+    gws.directory.update(ada, {"suspended": True})
+    discover(platform)  # the snapshot no longer shows it; no evaluation yet
+    job = deliver(job)
+    assert (job.result or {})["outcome"] == "no longer holds"
+    violation.refresh_from_db()
+    assert (violation.status, violation.outcome) == (ViolationStatus.CLOSED, "no longer holds")
+    assert violation.closed_at is not None
+
+
+def test_revoke_oauth_token(gws, platform, ada) -> None:
+    gws.assets.add_token("ada@example.com", "1-mailer.apps", "Mailer")
+    gws.assets._tokens[ada]["1-mailer.apps"]["scopes"] = ["https://mail.google.com/"]
+    policy = make_policy(
+        platform, PolicyKind.BROAD_OAUTH_APP, action=Action.REVOKE_TOKEN, mode=Mode.AUTOMATIC
+    )
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    job = deliver(remediation_of(violation))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert gws.assets._tokens[ada] == {}
+    violation.refresh_from_db()
+    assert violation.outcome.startswith("revoked the grant Mailer")
+    # Revoking again through the connector is "already gone", not an error.
+    violation.status = ViolationStatus.REMEDIATING
+    assert handlers.revoke_token(violation, job).startswith("the grant Mailer")
+    discover(platform)
+    assert evaluate_policy(policy, trigger=Trigger.JOB)["closed"] == 1
+
+
+def test_rotate_credential_through_pam_rotation(gws, platform) -> None:
+    identity = factories.make_managed_credential(platform)
+    Identity.objects.filter(pk=identity.pk).update(
+        created_at=timezone.now() - dt.timedelta(days=40)
+    )
+    policy = make_policy(
+        platform,
+        PolicyKind.STALE_CREDENTIAL,
+        parameters={"days": 30},
+        action=Action.ROTATE_CREDENTIAL,
+        mode=Mode.AUTOMATIC,
+    )
+    before = gws.password_of(identity.gws_user_id)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    job = deliver(remediation_of(violation))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    [rotation] = Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION)
+    # A second run finds the rotation it started instead of starting another.
+    violation.status = ViolationStatus.REMEDIATING
+    handlers.rotate_credential(violation, job)
+    assert Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count() == 1
+    assert deliver(rotation).status == JobStatus.COMPLETED
+    assert gws.password_of(identity.gws_user_id) != before
+    assert evaluate_policy(policy, trigger=Trigger.JOB)["closed"] == 1
