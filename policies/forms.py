@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from policies.models import ACTIONS_FOR_KIND, Policy, PolicyKind
+from policies.models import ACTIONS_FOR_KIND, Action, Policy, PolicyKind
 
 
 def _lines(value: str) -> list[str]:
@@ -28,6 +28,17 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         help_text="OAuth app: allowed client ids, one a line",
     )
 
+    allowed_group = forms.CharField(
+        required=False,
+        max_length=320,
+        help_text="Admin outside a group: the group (email or name) admins must belong to",
+    )
+    privileged_group = forms.CharField(
+        required=False,
+        max_length=320,
+        help_text="Admin outside a group: the group 'remove from a group' takes the user out of",
+    )
+
     class Meta:
         model = Policy
         fields = ["name", "kind", "platform", "action", "mode", "enabled"]
@@ -38,6 +49,8 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         self.fields["days"].initial = parameters.get("days")
         self.fields["broad_scopes"].initial = "\n".join(parameters.get("broad_scopes") or [])
         self.fields["allowed_clients"].initial = "\n".join(parameters.get("allowed_clients") or [])
+        self.fields["allowed_group"].initial = parameters.get("allowed_group")
+        self.fields["privileged_group"].initial = parameters.get("privileged_group")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -50,5 +63,12 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         if kind == PolicyKind.BROAD_OAUTH_APP:
             parameters["broad_scopes"] = _lines(data.get("broad_scopes") or "")
             parameters["allowed_clients"] = _lines(data.get("allowed_clients") or "")
+        if kind == PolicyKind.ADMIN_OUTSIDE_GROUP:
+            if not (data.get("allowed_group") or "").strip():
+                self.add_error("allowed_group", "Name the group admins must belong to")
+            parameters["allowed_group"] = (data.get("allowed_group") or "").strip()
+            parameters["privileged_group"] = (data.get("privileged_group") or "").strip()
+            if action == Action.REMOVE_FROM_GROUP and not parameters["privileged_group"]:
+                self.add_error("privileged_group", "Name the group to remove the user from")
         self.instance.parameters = parameters
         return data

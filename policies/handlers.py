@@ -4,7 +4,8 @@ running it again changes nothing new."""
 from typing import Any
 
 from assets.asset_discovery import assets_client
-from identities.handlers.common import google_workspace_client
+from connectors.google_workspace import DIRECTORY_SCOPES
+from identities.handlers.common import google_workspace_client, scim_client
 from identities.models import Identity
 from jobs.errors import PermanentError
 from jobs.models import Job, JobType, Trigger
@@ -33,6 +34,43 @@ def suspend_user(violation: Violation, job: Job) -> str:
         return f"user {violation.subject_label} was already suspended"
     client.update_user(violation.subject_id, suspended=True)
     return f"suspended user {violation.subject_label} in Google Workspace"
+
+
+def remove_from_group(violation: Violation, job: Job) -> str:
+    """Take the user out of the policy's ``privileged_group``: the group through which the
+    admin privilege (or access) is held. Not the allowed group, which an admin outside it is
+    not in. Already not a member is success, so a repeated run changes nothing."""
+    group = str(violation.policy.parameters.get("privileged_group") or "").strip()
+    if not group:
+        raise PermanentError(f"Policy {violation.policy.name} names no privileged_group")
+    # members.delete needs the group scope as well as the user one.
+    client = google_workspace_client(violation.policy.platform, scopes=DIRECTORY_SCOPES)
+    if not client.delete_member(group, violation.subject_id):
+        return f"user {violation.subject_label} was not a member of {group}"
+    return f"removed user {violation.subject_label} from group {group}"
+
+
+def deactivate_sso_user(violation: Violation, job: Job) -> str:
+    """SCIM active=false for the identity provider's user of the identity linked to the Google
+    user (its ``idp_user_id``); already inactive or gone is success."""
+    platform = violation.policy.platform
+    identity = (
+        Identity.objects.filter(platform=platform, gws_user_id=violation.subject_id)
+        .exclude(idp_user_id="")
+        .first()
+    )
+    if identity is None:
+        raise PermanentError(
+            f"Violation #{violation.pk}: no identity with an SSO user for {violation.subject_label}"
+        )
+    with scim_client(platform.identity_provider, platform) as client:
+        user = client.get_user(identity.idp_user_id, user_name=identity.login)
+        if user is None:
+            return f"SSO user {identity.login} is gone from the identity provider; nothing to do"
+        if not user.active:
+            return f"SSO user {identity.login} was already inactive"
+        client.set_active(identity.idp_user_id, False, user_name=identity.login)
+    return f"deactivated SSO user {identity.login}"
 
 
 def revoke_token(violation: Violation, job: Job) -> str:
@@ -74,6 +112,8 @@ ACTIONS = {
     Action.SUSPEND_USER: suspend_user,
     Action.REVOKE_TOKEN: revoke_token,
     Action.ROTATE_CREDENTIAL: rotate_credential,
+    Action.REMOVE_FROM_GROUP: remove_from_group,
+    Action.DEACTIVATE_SSO_USER: deactivate_sso_user,
 }
 
 

@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 
 from assets.models import Asset, AssetKind
 from audit.models import AuditEvent
-from directory.models import DirectoryUser
+from directory.models import DirectoryMembership, DirectoryUser
 from identities.models import Identity, IdentityType
 from jobs.models import Job, JobStatus, JobType
 from policies.models import Policy, PolicyKind
@@ -195,12 +195,45 @@ def inactive_account(policy: Policy, subject_id: str | None = None) -> Iterator[
             )
 
 
+def admin_outside_group(policy: Policy, subject_id: str | None = None) -> Iterator[Finding]:
+    """An active Google user with ``isAdmin`` who is not a member of the policy's
+    ``allowed_group`` (a group's email or name), as directory sync last saw the group's
+    members: a member matches by its linked identity's Google user id or by email."""
+    allowed = str(policy.parameters.get("allowed_group") or "").strip()
+    admins = _users(policy).filter(attributes__isAdmin=True)
+    if subject_id is not None:
+        admins = admins.filter(external_id=subject_id)
+    member_ids: set[str] = set()
+    member_emails: set[str] = set()
+    if allowed:
+        memberships = DirectoryMembership.objects.filter(
+            Q(group__email__iexact=allowed) | Q(group__name__iexact=allowed),
+            user__deleted=False,
+        ).values_list("user__identity__gws_user_id", "user__email")
+        for gws_user_id, email in memberships:
+            if gws_user_id:
+                member_ids.add(gws_user_id)
+            if email:
+                member_emails.add(email.lower())
+    for asset in admins.only("external_id", "name", "attributes"):
+        email = str(asset.attributes.get("primaryEmail") or asset.name).lower()
+        if asset.external_id in member_ids or email in member_emails:
+            continue
+        yield Finding(
+            "gws_user",
+            asset.external_id,
+            email,
+            {"isAdmin": True, "allowed_group": allowed},
+        )
+
+
 EVALUATORS: dict[str, Evaluator] = {
     PolicyKind.LEAVER_ACTIVE: leaver_active,
     PolicyKind.NO_2SV: no_2sv,
     PolicyKind.STALE_CREDENTIAL: stale_credential,
     PolicyKind.BROAD_OAUTH_APP: broad_oauth_app,
     PolicyKind.INACTIVE_ACCOUNT: inactive_account,
+    PolicyKind.ADMIN_OUTSIDE_GROUP: admin_outside_group,
 }
 
 

@@ -15,11 +15,14 @@ class PolicyKind(models.TextChoices):
     STALE_CREDENTIAL = "stale_credential", "Managed shared credential not rotated in N days"
     BROAD_OAUTH_APP = "broad_oauth_app", "Third-party OAuth app with broad scopes"
     INACTIVE_ACCOUNT = "inactive_account", "Account with no login in N days"
+    ADMIN_OUTSIDE_GROUP = "admin_outside_group", "Admin-privileged account outside an allowed group"
 
 
 class Action(models.TextChoices):
     NOTIFY = "notify", "Notify only"
     SUSPEND_USER = "suspend_user", "Suspend the user"
+    REMOVE_FROM_GROUP = "remove_from_group", "Remove from a group"
+    DEACTIVATE_SSO_USER = "deactivate_sso_user", "Deactivate the SSO user"
     ROTATE_CREDENTIAL = "rotate_credential", "Rotate the credential"
     REVOKE_TOKEN = "revoke_token", "Revoke the OAuth token"
 
@@ -30,12 +33,23 @@ class Mode(models.TextChoices):
 
 
 # The actions that fit each kind's subject (a Google user, a credential, an OAuth grant).
+# Deactivating the SSO user fits every Google-user kind whose user may also sign in through
+# the platform's identity provider. Removing from a group fits the admin kind only: it takes
+# the user out of the policy's ``privileged_group`` (the group that grants the privilege),
+# not out of the allowed group, which the user is by definition not in.
+_USER_ACTIONS = (Action.NOTIFY, Action.SUSPEND_USER, Action.DEACTIVATE_SSO_USER)
 ACTIONS_FOR_KIND: dict[str, tuple[str, ...]] = {
-    PolicyKind.LEAVER_ACTIVE: (Action.NOTIFY, Action.SUSPEND_USER),
-    PolicyKind.NO_2SV: (Action.NOTIFY, Action.SUSPEND_USER),
+    PolicyKind.LEAVER_ACTIVE: _USER_ACTIONS,
+    PolicyKind.NO_2SV: _USER_ACTIONS,
     PolicyKind.STALE_CREDENTIAL: (Action.NOTIFY, Action.ROTATE_CREDENTIAL),
     PolicyKind.BROAD_OAUTH_APP: (Action.NOTIFY, Action.REVOKE_TOKEN),
-    PolicyKind.INACTIVE_ACCOUNT: (Action.NOTIFY, Action.SUSPEND_USER),
+    PolicyKind.INACTIVE_ACCOUNT: _USER_ACTIONS,
+    PolicyKind.ADMIN_OUTSIDE_GROUP: (
+        Action.NOTIFY,
+        Action.SUSPEND_USER,
+        Action.REMOVE_FROM_GROUP,
+        Action.DEACTIVATE_SSO_USER,
+    ),
 }
 
 
@@ -44,7 +58,8 @@ class Policy(models.Model):
     kind = models.CharField(max_length=32, choices=PolicyKind.choices)
     platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="+")
     # Per kind: {"days": N} for stale_credential and inactive_account; {"broad_scopes":
-    # [...], "allowed_clients": [...]} for broad_oauth_app.
+    # [...], "allowed_clients": [...]} for broad_oauth_app; {"allowed_group": email,
+    # "privileged_group": email} for admin_outside_group (the second for remove_from_group).
     parameters = models.JSONField(default=dict, blank=True)
     action = models.CharField(max_length=32, choices=Action.choices, default=Action.NOTIFY)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.NEEDS_APPROVAL)

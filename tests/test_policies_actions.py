@@ -1,6 +1,6 @@
 """The remediation job's actions over real HTTP against the sandbox (suspend a user, revoke an
-OAuth grant, rotate a credential through PAM's rotation job), its re-check, and that running
-it again changes nothing new."""
+OAuth grant, rotate a credential through PAM's rotation job, remove from a group, deactivate
+the SSO user in scim2-server), its re-check, and that running it again changes nothing new."""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -8,12 +8,14 @@ from collections.abc import Iterator
 import pytest
 from django.utils import timezone
 
+from identities.handlers.common import scim_client
 from identities.models import Identity
+from identities.services import create_identity_provider
 from jobs.models import Job, JobStatus, JobType, Trigger
 from policies import handlers
 from policies.models import Action, Mode, PolicyKind, Violation, ViolationStatus
 from policies.services import approve_violation, evaluate_policy
-from sandbox import google_directory
+from sandbox import google_directory, scim
 from tests import factories
 from tests.inline import deliver
 from tests.policies_support import discover, make_policy
@@ -158,3 +160,71 @@ def test_rotate_credential_through_pam_rotation(gws, platform) -> None:
     assert deliver(rotation).status == JobStatus.COMPLETED
     assert gws.password_of(identity.gws_user_id) != before
     assert evaluate_policy(policy, trigger=Trigger.JOB)["closed"] == 1
+
+
+def test_remove_admin_from_privileged_group(gws, platform) -> None:
+    [ada] = gws.directory.seed_users([{"primaryEmail": "ada@example.com", "isAdmin": True}])
+    group = gws.groups.insert({"email": "super-admins@example.com", "name": "Super admins"})
+    gws.groups.insert_member(group["id"], {"email": "ada@example.com"})
+    policy = make_policy(
+        platform,
+        PolicyKind.ADMIN_OUTSIDE_GROUP,
+        parameters={
+            "allowed_group": "break-glass@example.com",
+            "privileged_group": "super-admins@example.com",
+        },
+        action=Action.REMOVE_FROM_GROUP,
+        mode=Mode.AUTOMATIC,
+    )
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    assert violation.subject_id == ada
+    job = deliver(remediation_of(violation))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert gws.groups._members[group["id"]] == {}
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert violation.outcome == ("removed user ada@example.com from group super-admins@example.com")
+    # Removing again is "not a member", not an error.
+    violation.status = ViolationStatus.REMEDIATING
+    assert handlers.remove_from_group(violation, job) == (
+        "user ada@example.com was not a member of super-admins@example.com"
+    )
+
+
+@pytest.fixture
+def idp() -> Iterator[scim.ScimSandbox]:
+    server = scim.start()
+    yield server
+    server.shutdown()
+
+
+def test_deactivate_sso_user(gws, platform, ada, idp) -> None:
+    platform.identity_provider = create_identity_provider(
+        name="Sandbox IdP", scim_base_url=idp.base_url, token=idp.bearer_token
+    )
+    platform.save()
+    with scim_client(platform.identity_provider, platform) as client:
+        sso = client.create_user("ada@example.com", "Ada", "Lovelace", "ada@example.com", "x1")
+    factories.make_identity(
+        platform=platform, login="ada@example.com", gws_user_id=ada, idp_user_id=sso.id
+    )
+    policy = make_policy(
+        platform, PolicyKind.NO_2SV, action=Action.DEACTIVATE_SSO_USER, mode=Mode.AUTOMATIC
+    )
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    job = deliver(remediation_of(violation))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    [user] = idp.users()
+    assert (user["id"], user["active"]) == (sso.id, False)
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert violation.outcome == "deactivated SSO user ada@example.com"
+    # Already inactive is success, not a second change.
+    violation.status = ViolationStatus.REMEDIATING
+    assert handlers.deactivate_sso_user(violation, job) == (
+        "SSO user ada@example.com was already inactive"
+    )

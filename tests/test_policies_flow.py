@@ -251,6 +251,30 @@ def test_policy_create_and_edit(client: Client, platform) -> None:
     assert b"OAuth apps" in client.get(reverse("policies:list")).content
 
 
+def test_admin_outside_group_form_needs_its_groups(client: Client, platform) -> None:
+    client.force_login(
+        factories.make_user("admin", perms=("policies.view_policy", "policies.add_policy"))
+    )
+    data = {
+        "name": "Admins",
+        "kind": PolicyKind.ADMIN_OUTSIDE_GROUP,
+        "platform": platform.pk,
+        "action": Action.REVOKE_TOKEN,
+        "mode": Mode.NEEDS_APPROVAL,
+        "enabled": "on",
+        "allowed_group": "it@example.com",
+    }
+    assert client.post(reverse("policies:create"), data).status_code == 200  # no token here
+    data["action"] = Action.REMOVE_FROM_GROUP
+    assert client.post(reverse("policies:create"), data).status_code == 200  # which group?
+    data["privileged_group"] = " super-admins@example.com "
+    assert client.post(reverse("policies:create"), data).status_code == 302
+    assert Policy.objects.get().parameters == {
+        "allowed_group": "it@example.com",
+        "privileged_group": "super-admins@example.com",
+    }
+
+
 def test_api_lists_approves_and_dismisses(client: Client, violation, platform) -> None:
     url = reverse("policies:api-list")
     assert client.get(url).status_code == 401

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from django.utils import timezone
 
-from directory.models import DirectoryUser, IdentitySource
+from directory.models import DirectoryGroup, DirectoryMembership, DirectoryUser, IdentitySource
 from identities.models import Identity, IdentityType, Platform
 from jobs.models import Trigger
 from policies.models import PolicyKind, Violation, ViolationStatus
@@ -143,3 +143,43 @@ def test_stale_credential_detects_and_clears(gws, platform) -> None:
     assert violation.subject_id == str(identity.pk)
     assert violation.evidence["never_rotated"] is True
     # Clearing (a completed rotation) is covered by the rotate action's test.
+
+
+def test_admin_outside_allowed_group_detects_and_clears(gws, platform) -> None:
+    ada, _bob, _cy = gws.directory.seed_users(
+        [
+            {"primaryEmail": "ada@example.com", "isAdmin": True},
+            {"primaryEmail": "bob@example.com", "isAdmin": True},
+            {"primaryEmail": "cy@example.com", "isAdmin": False},
+        ]
+    )
+    source = IdentitySource.objects.create(
+        name="HR", kind=IdentitySource.Kind.LDAP, platform=platform
+    )
+    group = DirectoryGroup.objects.create(
+        source=source, external_id="g1", ref="cn=admins", name="IT admins", email="it@example.com"
+    )
+    people = {
+        name: DirectoryUser.objects.create(
+            source=source,
+            external_id=name,
+            ref=f"uid={name}",
+            username=name,
+            email=f"{name}@example.com",
+        )
+        for name in ("ada", "bob")
+    }
+    DirectoryMembership.objects.create(source=source, group=group, user=people["bob"])
+    policy = make_policy(
+        platform, PolicyKind.ADMIN_OUTSIDE_GROUP, parameters={"allowed_group": "IT@example.com"}
+    )
+    discover(platform)
+    assert evaluate_policy(policy, trigger=Trigger.USER)["opened"] == 1
+    [violation] = live(policy)  # bob is in the group, cy is no admin
+    assert (violation.subject_kind, violation.subject_id) == ("gws_user", ada)
+    assert violation.subject_label == "ada@example.com"
+    assert violation.evidence == {"isAdmin": True, "allowed_group": "IT@example.com"}
+
+    DirectoryMembership.objects.create(source=source, group=group, user=people["ada"])
+    assert evaluate_policy(policy, trigger=Trigger.USER)["closed"] == 1
+    assert live(policy) == []

@@ -2,8 +2,9 @@
 with secrets read from the vault at the moment of use."""
 
 import json
+from collections.abc import Sequence
 
-from connectors.google_workspace import GoogleWorkspaceClient
+from connectors.google_workspace import USER_SCOPE, GoogleWorkspaceClient
 from connectors.scim import ScimClient
 from identities.models import Identity, IdentityProvider, Platform
 from jobs import ratelimit
@@ -31,7 +32,10 @@ def read_secret(ref: str, what: str) -> dict[str, str]:
     return get_vault().read(secret_ref.path, secret_ref.version)
 
 
-def google_workspace_client(platform: Platform) -> GoogleWorkspaceClient:
+def google_workspace_client(
+    platform: Platform, *, scopes: Sequence[str] | None = None
+) -> GoogleWorkspaceClient:
+    """The platform's Directory API client (user scope unless ``scopes`` says otherwise)."""
     if not platform.is_google_workspace:
         raise PermanentError(f"Platform {platform.name} is not a Google Workspace platform")
     secret = read_secret(
@@ -41,6 +45,7 @@ def google_workspace_client(platform: Platform) -> GoogleWorkspaceClient:
         json.loads(secret["json"]),
         platform.admin_email,
         api_endpoint=platform.api_endpoint or None,
+        scopes=scopes or (USER_SCOPE,),
         # One bucket per platform shared by every worker: a thousand jobs stay under quota.
         before_call=ratelimit.pacer(platform.kind, platform.pk),
     )
