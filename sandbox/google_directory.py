@@ -30,6 +30,7 @@ from sandbox.google_keys import (
     public_key_of,
     verify_rs256,
 )
+from sandbox.serving import ServedInThread
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # google-auth addresses every grant assertion to Google's token endpoint whatever the key's
@@ -958,7 +959,9 @@ class RateLimit:
             }
 
 
-class GoogleDirectorySandbox:
+class GoogleDirectorySandbox(ServedInThread):
+    thread_name = "google-directory-sandbox"
+
     """An in-memory Google Workspace customer owning `domains`, served over HTTP."""
 
     def __init__(
@@ -993,7 +996,6 @@ class GoogleDirectorySandbox:
         bound_host, bound_port = self._httpd.server_address[:2]
         self.base_url = f"http://{bound_host!s}:{bound_port}/"
         self.token_url = self.base_url + OAUTH_PATH.lstrip("/")
-        self._thread: threading.Thread | None = None
 
     # Python-side controls for tests and `make run`.
 
@@ -1052,32 +1054,6 @@ class GoogleDirectorySandbox:
         """The subject (impersonated admin) of each access token granted so far."""
         with self._lock:
             return [token.subject for token in self._tokens.values()]
-
-    def serve_in_thread(self) -> "GoogleDirectorySandbox":
-        # A short poll keeps shutdown() quick, which a test suite starting many servers feels.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="google-directory-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
-
-    def shutdown(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-        self._httpd.server_close()
-
-    def __enter__(self) -> "GoogleDirectorySandbox":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
 
     # HTTP.
 

@@ -25,6 +25,8 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
+from sandbox.serving import ServedInThread
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -273,7 +275,9 @@ def default_provider() -> ScimProvider:
     )
 
 
-class ScimSandbox:
+class ScimSandbox(ServedInThread):
+    thread_name = "scim-sandbox"
+
     """scim2-server's WSGI app over its in-memory storage, on 127.0.0.1 by default.
 
     scim2-server checks the bearer token itself; base_url is the SCIM root (".../v2").
@@ -296,7 +300,6 @@ class ScimSandbox:
         self.root_url = f"http://{bound_host!s}:{bound_port}"
         self.base_url = self.root_url + VERSION_PREFIX
         self.control_url = self.root_url + CONTROL_PATH
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"<ScimSandbox {self.base_url}>"
@@ -325,32 +328,6 @@ class ScimSandbox:
         return self.middleware.calls()
 
     # Serving.
-
-    def serve_in_thread(self) -> "ScimSandbox":
-        # A short poll keeps shutdown() quick, which a test suite starting many servers feels.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="scim-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
-
-    def shutdown(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-        self._httpd.server_close()
-
-    def __enter__(self) -> "ScimSandbox":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
 
 
 def start(
