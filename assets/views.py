@@ -2,20 +2,20 @@
 
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
 from assets import queries, services
 from assets.models import AssetKind
 from identities.models import Platform
+from identities.queries import get_google_workspace_platform
 from jobs.models import JobStatus
+from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "assets.view_asset"
@@ -23,16 +23,12 @@ DISCOVER_PERMISSION = "assets.discover_assets"
 
 
 def list_url(filters: queries.AssetFilters, *, before: int | None = None) -> str:
-    query = filters.as_query()
-    if before is not None:
-        query["before"] = str(before)
-    url = reverse("assets:list")
-    return f"{url}?{urlencode(query)}" if query else url
+    return pages.list_url("assets:list", filters.as_query(), before=before)
 
 
 def get_gws_platform(platform_id: int) -> Platform:
-    platform = Platform.objects.filter(pk=platform_id).first()
-    if platform is None or not platform.is_google_workspace:
+    platform = get_google_workspace_platform(platform_id)
+    if platform is None:
         raise Http404("No such Google Workspace platform")
     return platform
 

@@ -2,14 +2,12 @@
 
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -17,6 +15,8 @@ from audit import queries, services
 from audit.forms import AuditSettingsForm
 from connectors.google_reports import APPLICATIONS
 from identities.models import Platform
+from identities.queries import get_google_workspace_platform
+from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "audit.view_auditevent"
@@ -24,16 +24,12 @@ CHANGE_SETTINGS = "audit.change_auditsettings"
 
 
 def list_url(filters: queries.EventFilters, *, before: queries.Cursor | None = None) -> str:
-    query = filters.as_query()
-    if before is not None:
-        query["before"] = str(before)
-    url = reverse("audit:list")
-    return f"{url}?{urlencode(query)}" if query else url
+    return pages.list_url("audit:list", filters.as_query(), before=before)
 
 
 def get_gws_platform(platform_id: int) -> Platform:
-    platform = Platform.objects.filter(pk=platform_id).first()
-    if platform is None or not platform.is_google_workspace:
+    platform = get_google_workspace_platform(platform_id)
+    if platform is None:
         raise Http404("No such Google Workspace platform")
     return platform
 

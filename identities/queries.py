@@ -141,3 +141,8 @@ def list_identity_providers() -> list[IdentityProvider]:
 
 def get_identity_provider(provider_id: int) -> IdentityProvider | None:
     return IdentityProvider.objects.filter(pk=provider_id).first()
+
+
+def get_google_workspace_platform(platform_id: int) -> Platform | None:
+    platform = Platform.objects.filter(pk=platform_id).first()
+    return platform if platform is not None and platform.is_google_workspace else None

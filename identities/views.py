@@ -2,14 +2,12 @@
 render. Secrets go from a form to a service and on to the vault; no page ever shows one."""
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -23,6 +21,7 @@ from identities.models import (
     IdentityType,
     Platform,
 )
+from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_IDENTITY = "identities.view_identity"
@@ -66,11 +65,7 @@ def render_live(
 
 
 def list_url(filters: queries.IdentityFilters, *, before: int | None = None) -> str:
-    query = filters.as_query()
-    if before is not None:
-        query["before"] = str(before)
-    url = reverse("identities:list")
-    return f"{url}?{urlencode(query)}" if query else url
+    return pages.list_url("identities:list", filters.as_query(), before=before)
 
 
 # --- identities -----------------------------------------------------------------------------

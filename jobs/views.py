@@ -2,19 +2,18 @@
 
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
 from jobs import charts, queries, serializers, services
 from jobs.models import Job, JobStatus
+from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "jobs.view_job"
@@ -22,11 +21,7 @@ RETRY_PERMISSION = "jobs.retry_job"
 
 
 def list_url(filters: queries.JobFilters, *, before: int | None = None) -> str:
-    query = filters.as_query()
-    if before is not None:
-        query["before"] = str(before)
-    url = reverse("jobs:list")
-    return f"{url}?{urlencode(query)}" if query else url
+    return pages.list_url("jobs:list", filters.as_query(), before=before)
 
 
 def filter_context() -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """What every list and detail page does the same way."""
 
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.urls import reverse
 
 
 class InvalidFilterError(ValueError):
@@ -37,3 +39,12 @@ def parse_id_cursor(params: Mapping[str, str], what: str) -> int | None:
     if not raw.isdigit() or int(raw) <= 0:
         raise InvalidFilterError("before", f"before must be a positive {what} id, got {raw!r}")
     return int(raw)
+
+
+def list_url(route: str, query: Mapping[str, str], *, before: object | None = None) -> str:
+    """A list page's URL keeping its filters, and the keyset cursor when paging on."""
+    params = dict(query)
+    if before is not None:
+        params["before"] = str(before)
+    url = reverse(route)
+    return f"{url}?{urlencode(params)}" if params else url
