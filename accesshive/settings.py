@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "audit",
     "assets",
     "policies",
+    "trail",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -100,6 +102,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.ApiTokenMiddleware",
+    "trail.origin.RequestOriginMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -146,6 +149,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    # Grants each user the permissions of their role (accounts.roles).
+    "accounts.backends.RoleBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -409,6 +418,10 @@ VAULT_EMBEDDED_KEYS = env_list("ACCESSHIVE_VAULT_KEYS", [])
 # --- Health and metrics ---------------------------------------------------------------------
 # /metrics answers only requests with "Authorization: Bearer <this>"; empty turns it off.
 METRICS_TOKEN = os.environ.get("ACCESSHIVE_METRICS_TOKEN", "")
+
+# How many reverse proxies in front of AccessHive append to X-Forwarded-For; the audit trail
+# records the address the outermost trusted one saw. 0: the connection's own address.
+TRUSTED_PROXIES = int(os.environ.get("ACCESSHIVE_TRUSTED_PROXIES", "0"))
 # Seconds each /healthz check (database, broker) may take.
 HEALTH_CHECK_TIMEOUT = env_float("ACCESSHIVE_HEALTH_CHECK_TIMEOUT", 2.0)
 # The worker touches this file on every event-loop heartbeat (2 s); `manage.py check_worker`

@@ -23,4 +23,6 @@ urlpatterns = [
     path("", include("assets.urls")),
     path("", include("directory.urls")),
     path("", include("policies.urls")),
+    path("", include("trail.urls")),
+    path("", include("sso.urls")),
 ]

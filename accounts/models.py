@@ -1,4 +1,4 @@
-"""Per-user API tokens; only a hash of each token is stored."""
+"""Users of AccessHive itself: their role, and per-user API tokens (stored as a hash)."""
 
 import hashlib
 import secrets
@@ -6,6 +6,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from accounts.roles import Role
 
 
 def hash_token(raw: str) -> str:
@@ -31,3 +33,16 @@ class ApiToken(models.Model):
         raw = "ah_" + secrets.token_urlsafe(32)
         token = cls.objects.create(user=user, name=name, token_hash=hash_token(raw), prefix=raw[:8])
         return token, raw
+
+
+class UserRole(models.Model):
+    """The one role of a user of AccessHive itself; a user without a row can do nothing."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="accesshive_role"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.get_role_display()}"

@@ -36,6 +36,7 @@ class AuditSettings(models.Model):
 
     class Meta:
         verbose_name_plural = "audit settings"
+        permissions = [("ingest_auditevents", "Can start an audit-log ingestion now")]
 
     def __str__(self) -> str:
         return f"audit settings of {self.platform}"

@@ -21,6 +21,7 @@ from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "audit.view_auditevent"
 CHANGE_SETTINGS = "audit.change_auditsettings"
+INGEST_NOW = "audit.ingest_auditevents"
 
 
 def list_url(filters: queries.EventFilters, *, before: queries.Cursor | None = None) -> str:
@@ -132,6 +133,7 @@ def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
         "audit_settings": audit_settings,
         "form": form,
         "can_change": can_change,
+        "can_ingest": request.user.has_perm(INGEST_NOW),
         "connected": platform in services.connected_platforms(),
         "checkpoints": services.list_checkpoints(platform),
         "jobs": services.list_ingestion_jobs(platform),
@@ -142,7 +144,7 @@ def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def ingest_now(request: HttpRequest, platform_id: int) -> HttpResponse:
-    require_permissions(request, VIEW_PERMISSION, CHANGE_SETTINGS)
+    require_permissions(request, VIEW_PERMISSION, INGEST_NOW)
     platform = get_gws_platform(platform_id)
     job, created = services.ingest_now(platform, actor=request.user)
     if created:

@@ -23,7 +23,7 @@ LIST_URL = reverse("audit:list")
 API_URL = reverse("audit:api-list")
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 VIEWER_PERMS = ("audit.view_auditevent",)
-ADMIN_PERMS = ("audit.view_auditevent", "audit.change_auditsettings")
+ADMIN_PERMS = ("audit.view_auditevent", "audit.change_auditsettings", "audit.ingest_auditevents")
 
 
 @pytest.fixture

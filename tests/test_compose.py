@@ -51,6 +51,7 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_JOB_TIMEOUTS": "directory_sync and asset_discovery get 900 s",
     "ACCESSHIVE_JOB_PRUNE_BATCH": "1,000 jobs per delete transaction",
     "ACCESSHIVE_REDIS_URL": "follows CELERY_BROKER_URL (the same Redis)",
+    "ACCESSHIVE_TRUSTED_PROXIES": "0: the connection's own address; set it behind a proxy",
     "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "5 s of waiting inside an attempt",
     "ACCESSHIVE_HEALTH_CHECK_TIMEOUT": "2 s per /healthz check",
     "ACCESSHIVE_WORKER_HEARTBEAT_FILE": "/app/var/worker-heartbeat, one per container",

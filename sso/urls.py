@@ -1,0 +1,7 @@
+"""SAML single sign-on routes."""
+
+from django.urls import path  # noqa: F401
+
+app_name = "sso"
+
+urlpatterns: list = []
