@@ -25,4 +25,5 @@ urlpatterns = [
     path("", include("policies.urls")),
     path("", include("trail.urls")),
     path("", include("sso.urls")),
+    path("", include("accounts.urls")),
 ]

@@ -7,7 +7,24 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from accounts.roles import ROLE_PERMISSIONS
 
-_CACHE = "_accesshive_role_permissions"
+_CACHE = "_accesshive_role"
+
+
+def cached_role(user: AbstractBaseUser | AnonymousUser) -> str:
+    """The user's role key ("" for none), read once per user object, i.e. once a request."""
+    if user.is_anonymous:
+        return ""
+    if not hasattr(user, _CACHE):
+        from accounts.models import UserRole
+
+        rows = UserRole.objects.filter(user_id=user.pk).values_list("role", flat=True)
+        setattr(user, _CACHE, rows.first() or "")
+    return str(getattr(user, _CACHE))
+
+
+def forget_cached_role(user: AbstractBaseUser) -> None:
+    if hasattr(user, _CACHE):
+        delattr(user, _CACHE)
 
 
 class RoleBackend(BaseBackend):
@@ -18,20 +35,9 @@ class RoleBackend(BaseBackend):
     ) -> set[str]:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()
-        if not hasattr(user_obj, _CACHE):
-            from accounts.models import UserRole
-
-            role = UserRole.objects.filter(user_id=user_obj.pk).values_list("role", flat=True)
-            perms = ROLE_PERMISSIONS.get(role.first() or "", frozenset())
-            setattr(user_obj, _CACHE, set(perms))
-        return set(getattr(user_obj, _CACHE))
+        return set(ROLE_PERMISSIONS.get(cached_role(user_obj), frozenset()))
 
     def has_perm(
         self, user_obj: AbstractBaseUser | AnonymousUser, perm: str, obj: Any = None
     ) -> bool:
         return perm in self.get_all_permissions(user_obj, obj)
-
-
-def forget_cached_role(user: AbstractBaseUser) -> None:
-    if hasattr(user, _CACHE):
-        delattr(user, _CACHE)

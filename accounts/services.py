@@ -1,7 +1,8 @@
-"""Giving users of AccessHive their role."""
+"""Giving users of AccessHive their role, and the rules that keep someone able to manage roles."""
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
@@ -9,6 +10,10 @@ from accounts.backends import forget_cached_role
 from accounts.models import UserRole
 from accounts.roles import Role
 from trail.services import record
+
+
+class RoleChangeRefusedError(ValueError):
+    """The role change would break a rule (a superuser's role, the last admin)."""
 
 
 def role_of(user: AbstractBaseUser) -> str:
@@ -34,5 +39,62 @@ def set_role(user: AbstractBaseUser, role: str, *, actor: Any) -> bool:
         target_label=user.get_username(),
         role=role,
         previous=previous or "",
+    )
+    return True
+
+
+@transaction.atomic
+def change_role(user: AbstractBaseUser, role: str, *, actor: Any) -> bool:
+    """An admin gives ``user`` a role, or none (""), within the rules; returns whether it
+    changed. Raises RoleChangeRefusedError for a superuser, or for the last admin's demotion."""
+    role = Role(role).value if role else ""
+    name = user.get_username()
+    if getattr(user, "is_superuser", False):
+        raise RoleChangeRefusedError(
+            f"{name} is a superuser, an admin by Django's superuser flag; their role cannot be "
+            "changed here"
+        )
+    if role != Role.ADMIN and not other_admins_exist(user):
+        raise RoleChangeRefusedError(
+            f"{name} is the last admin; nobody could manage roles any more. Make someone else "
+            "an admin first"
+        )
+    if role:
+        return set_role(user, role, actor=actor)
+    return remove_role(user, actor=actor)
+
+
+def other_admins_exist(user: AbstractBaseUser) -> bool:
+    """Whether an active admin other than ``user`` remains; only asks when ``user`` is one.
+
+    The admin role rows stay locked until the caller's transaction ends, so two admins
+    demoting each other at once cannot both succeed.
+    """
+    admins = set(
+        UserRole.objects.select_for_update(of=("self",))
+        .filter(role=Role.ADMIN, user__is_active=True)
+        .values_list("user_id", flat=True)
+    )
+    if user.pk not in admins:
+        return True
+    superusers = get_user_model().objects.filter(is_superuser=True, is_active=True)
+    return bool(admins - {user.pk}) or superusers.exclude(pk=user.pk).exists()
+
+
+@transaction.atomic
+def remove_role(user: AbstractBaseUser, *, actor: Any) -> bool:
+    """Take ``user``'s role away, so they can see nothing; returns whether they had one."""
+    previous = UserRole.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
+    if previous is None:
+        return False
+    UserRole.objects.filter(user_id=user.pk).delete()
+    forget_cached_role(user)
+    record(
+        "user.role_changed",
+        actor=actor,
+        target=user,
+        target_label=user.get_username(),
+        role="",
+        previous=previous,
     )
     return True

@@ -18,6 +18,7 @@ from connectors.google_assets import RemoteAsset
 from identities.models import Platform
 from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
 from jobs.services import enqueue
+from trail.services import record
 
 JOB_TYPE = JobType.ASSET_DISCOVERY
 # Assets are compared and written this many at a time: one SELECT, a few writes per chunk.
@@ -72,7 +73,9 @@ def discover_now(platform: Platform, *, actor: Any) -> tuple[Job, bool]:
         running = active_discovery(platform)
         if running is not None:
             return running, False
-        return enqueue(JOB_TYPE, subject=platform, triggered_by=actor, trigger=Trigger.USER), True
+        job = enqueue(JOB_TYPE, subject=platform, triggered_by=actor, trigger=Trigger.USER)
+        record("assets.discovery_started", actor=actor, target=platform, job=job.pk)
+        return job, True
 
 
 def record_seen(

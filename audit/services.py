@@ -16,6 +16,7 @@ from connectors.google_reports import APPLICATIONS, Activity
 from identities.models import Platform
 from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
 from jobs.services import enqueue
+from trail.services import record
 
 JOB_TYPE = JobType.AUDIT_INGESTION
 _LIMITS = {"event_name": 200, "event_type": 200, "actor_email": 320, "actor_profile_id": 64}
@@ -49,6 +50,14 @@ def read_settings(platform: Platform) -> AuditSettings:
     )
 
 
+def settings_values(audit_settings: AuditSettings) -> tuple[bool, list[str], int]:
+    return (
+        audit_settings.enabled,
+        list(audit_settings.applications),
+        audit_settings.interval_minutes,
+    )
+
+
 def update_settings(
     platform: Platform,
     *,
@@ -66,11 +75,21 @@ def update_settings(
         raise InvalidSettingsError("The interval is at least one minute")
     with transaction.atomic():
         audit_settings = get_settings(platform)
+        before = settings_values(audit_settings)
         audit_settings.enabled = enabled
         # Kept in the order Google lists them, whatever order the form sent.
         audit_settings.applications = [app for app in APPLICATIONS if app in applications]
         audit_settings.interval_minutes = interval_minutes
         audit_settings.save()
+        if settings_values(audit_settings) != before:
+            record(
+                "audit.settings_changed",
+                actor=actor,
+                target=platform,
+                enabled=enabled,
+                applications=audit_settings.applications,
+                interval_minutes=interval_minutes,
+            )
     return audit_settings
 
 
@@ -108,7 +127,9 @@ def ingest_now(platform: Platform, *, actor: Any) -> tuple[Job, bool]:
             return running, False
         audit_settings.last_enqueued_at = timezone.now()
         audit_settings.save(update_fields=["last_enqueued_at", "updated_at"])
-        return enqueue(JOB_TYPE, subject=platform, triggered_by=actor, trigger=Trigger.USER), True
+        job = enqueue(JOB_TYPE, subject=platform, triggered_by=actor, trigger=Trigger.USER)
+        record("audit.ingestion_started", actor=actor, target=platform, job=job.pk)
+        return job, True
 
 
 def enqueue_due_ingestions(now: dt.datetime | None = None) -> int:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from directory.models import IdentitySource, JmlRule
 from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
 from jobs.services import enqueue
+from trail.services import changed_fields, record
 from vault.backends import get_vault
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ def create_source(*, bind_password: str = "", actor: Any = None, **fields: Any) 
     source = IdentitySource.objects.create(**fields)
     if bind_password:
         set_bind_password(source, bind_password)
+    record(
+        "source.created",
+        actor=actor,
+        target=source,
+        kind=source.kind,
+        bind_password_stored=bool(bind_password),
+    )
     log.info("directory.source.created", extra={"source_id": source.pk, "kind": source.kind})
     return source
 
@@ -46,6 +54,7 @@ def update_source(
     source: IdentitySource, *, bind_password: str = "", actor: Any = None, **fields: Any
 ) -> IdentitySource:
     """Change a source's settings; an empty password keeps the stored one."""
+    changed = changed_fields(IdentitySource.objects.get(pk=source.pk), fields)
     interval_changed = (
         "sync_interval_minutes" in fields
         and fields["sync_interval_minutes"] != source.sync_interval_minutes
@@ -57,6 +66,14 @@ def update_source(
     source.save()
     if bind_password:
         set_bind_password(source, bind_password)
+    if changed or bind_password:
+        record(
+            "source.changed",
+            actor=actor,
+            target=source,
+            changed=changed,
+            bind_password_replaced=bool(bind_password),
+        )
     return source
 
 
@@ -100,7 +117,7 @@ def request_sync(
         params: dict[str, Any] = {"source_id": source.pk}
         if force:
             params["force"] = True
-        return enqueue(
+        job = enqueue(
             JobType.DIRECTORY_SYNC,
             subject=source,
             params=params,
@@ -108,6 +125,10 @@ def request_sync(
             trigger=trigger,
             trigger_label=trigger_label,
         )
+        # A person's "Sync now"; the schedule's syncs are on the jobs page.
+        if trigger == Trigger.USER:
+            record("directory.sync_started", actor=actor, target=source, job=job.pk, force=force)
+        return job
 
 
 def enqueue_due_syncs(now: datetime | None = None) -> int:
@@ -142,7 +163,20 @@ def enqueue_due_syncs(now: datetime | None = None) -> int:
 
 @transaction.atomic
 def save_rule(source: IdentitySource, *, actor: Any = None, **fields: Any) -> JmlRule:
-    rule, _ = JmlRule.objects.update_or_create(source=source, defaults=fields)
+    stored = JmlRule.objects.filter(source=source).first()
+    changed = changed_fields(stored, fields) if stored is not None else list(fields)
+    rule, created = JmlRule.objects.update_or_create(source=source, defaults=fields)
+    if changed:
+        # On the source, whose page shows the rule; dry_run said outright, as it is the
+        # switch between recording what would be done and doing it.
+        record(
+            "jml_rule.changed",
+            actor=actor,
+            target=source,
+            created=created,
+            changed=changed,
+            dry_run=rule.dry_run,
+        )
     log.info(
         "directory.rule.saved",
         extra={"source_id": source.pk, "actor_id": getattr(actor, "pk", None)},

@@ -17,6 +17,7 @@ from identities.models import (
 )
 from jobs.models import Job, JobStatus, JobType, Trigger
 from jobs.services import enqueue
+from trail.services import changed_fields, record
 from vault.backends import get_vault
 
 PROVISIONING_JOB_TYPES = (JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER)
@@ -53,9 +54,13 @@ def provisioning_jobs(identity_type: str, platform: Platform) -> list[str]:
     raise ValueError(f"unknown identity type {identity_type!r}")
 
 
-def create_identity(data: IdentityInput, *, actor: Any) -> Identity:
+def create_identity(data: IdentityInput, *, actor: Any, on_trail: bool = True) -> Identity:
     """Create an identity and start its path: a vault write for credentials-only types,
-    provisioning jobs for the others. Nothing is kept if any step fails."""
+    provisioning jobs for the others. Nothing is kept if any step fails.
+
+    A person's creation goes on the audit trail; ``on_trail=False`` for a CSV import's rows
+    (the import is on it once), and AccessHive's own (JML, no actor) shows as its jobs.
+    """
     try:
         with transaction.atomic():
             identity = Identity.objects.create(
@@ -68,6 +73,14 @@ def create_identity(data: IdentityInput, *, actor: Any) -> Identity:
                 org_unit_path=data.org_unit_path,
                 created_by=actor,
             )
+            if on_trail and actor is not None:
+                record(
+                    "identity.created",
+                    actor=actor,
+                    target=identity,
+                    type=data.identity_type,
+                    platform=data.platform.name,
+                )
             if data.identity_type in CREDENTIALS_ONLY_TYPES:
                 if not data.secret:
                     raise ValueError("a credentials-only identity needs its secret")
@@ -136,44 +149,80 @@ def set_scim_token(provider: IdentityProvider, token: str) -> None:
     provider.token_ref = str(ref)
 
 
+# ``actor`` defaults to None (AccessHive itself) for the platform and provider services: the
+# sandbox setup, benchmarks and tests create them without a person; the pages pass theirs.
+
+
 @transaction.atomic
 def create_platform(
-    *, service_account_key: dict[str, Any] | None = None, **fields: Any
+    *, service_account_key: dict[str, Any] | None = None, actor: Any = None, **fields: Any
 ) -> Platform:
     platform = Platform.objects.create(**fields)
     if service_account_key is not None:
         set_service_account_key(platform, service_account_key)
+    record(
+        "platform.created",
+        actor=actor,
+        target=platform,
+        kind=platform.kind,
+        key_stored=service_account_key is not None,
+    )
     return platform
 
 
 @transaction.atomic
 def update_platform(
-    platform: Platform, *, service_account_key: dict[str, Any] | None = None, **fields: Any
+    platform: Platform,
+    *,
+    service_account_key: dict[str, Any] | None = None,
+    actor: Any = None,
+    **fields: Any,
 ) -> Platform:
     """Change a platform's fields; a new key replaces the stored one (a new vault version)."""
+    stored = Platform.objects.select_for_update().get(pk=platform.pk)
+    changed = changed_fields(stored, fields)
     for name, value in fields.items():
         setattr(platform, name, value)
     platform.save()
     if service_account_key is not None:
         set_service_account_key(platform, service_account_key)
+    if changed or service_account_key is not None:
+        record(
+            "platform.changed",
+            actor=actor,
+            target=platform,
+            changed=changed,
+            key_replaced=service_account_key is not None,
+        )
     return platform
 
 
 @transaction.atomic
 def update_identity_provider(
-    provider: IdentityProvider, *, token: str = "", **fields: Any
+    provider: IdentityProvider, *, token: str = "", actor: Any = None, **fields: Any
 ) -> IdentityProvider:
     """Change a provider's fields; a new token replaces the stored one."""
+    stored = IdentityProvider.objects.select_for_update().get(pk=provider.pk)
+    changed = changed_fields(stored, fields)
     for name, value in fields.items():
         setattr(provider, name, value)
     provider.save()
     if token:
         set_scim_token(provider, token)
+    if changed or token:
+        record(
+            "identity_provider.changed",
+            actor=actor,
+            target=provider,
+            changed=changed,
+            token_replaced=bool(token),
+        )
     return provider
 
 
 @transaction.atomic
-def create_identity_provider(*, token: str, **fields: Any) -> IdentityProvider:
+def create_identity_provider(*, token: str, actor: Any = None, **fields: Any) -> IdentityProvider:
     provider = IdentityProvider.objects.create(**fields)
     set_scim_token(provider, token)
+    record("identity_provider.created", actor=actor, target=provider)
     return provider

@@ -189,7 +189,7 @@ def platform_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
         key = form.cleaned_data["service_account_key"]
-        platform = services.create_platform(service_account_key=key, **fields)
+        platform = services.create_platform(service_account_key=key, actor=request.user, **fields)
         messages.success(request, f"Platform {platform.name} created.")
         return redirect("identities:platform-list")
     return render_platform_form(request, form, None)
@@ -209,7 +209,9 @@ def platform_edit(request: HttpRequest, platform_id: int) -> HttpResponse:
     if form.is_valid():
         fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
         key = form.cleaned_data["service_account_key"]
-        platform = services.update_platform(platform, service_account_key=key, **fields)
+        platform = services.update_platform(
+            platform, service_account_key=key, actor=request.user, **fields
+        )
         messages.success(request, f"Platform {platform.name} saved.")
         return redirect("identities:platform-list")
     return render_platform_form(request, form, platform)
@@ -249,7 +251,7 @@ def provider_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
         provider = services.create_identity_provider(
-            token=form.cleaned_data["scim_token"], **fields
+            token=form.cleaned_data["scim_token"], actor=request.user, **fields
         )
         messages.success(request, f"Identity provider {provider.name} created.")
         return redirect("identities:provider-list")
@@ -270,7 +272,9 @@ def provider_edit(request: HttpRequest, provider_id: int) -> HttpResponse:
     if form.is_valid():
         fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
         token = form.cleaned_data["scim_token"]
-        provider = services.update_identity_provider(provider, token=token, **fields)
+        provider = services.update_identity_provider(
+            provider, token=token, actor=request.user, **fields
+        )
         messages.success(request, f"Identity provider {provider.name} saved.")
         return redirect("identities:provider-list")
     return render_provider_form(request, form, provider)

@@ -30,6 +30,7 @@ from imports.models import (
 from jobs.errors import PermanentError
 from jobs.models import Job, JobType, Trigger
 from jobs.services import enqueue
+from trail.services import record
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,16 @@ def start_import(upload: "File[Any]", *, filename: str, dry_run: bool, actor: An
             triggered_by=actor,
         )
         batch.save(update_fields=["rows_total", "size_bytes", "sha256", "job"])
+        # Once for the whole file; its rows' identities are not on the trail one by one.
+        record(
+            "import.started",
+            actor=actor,
+            target=batch,
+            batch=batch.pk,
+            file=batch.filename,
+            rows=batch.rows_total,
+            dry_run=dry_run,
+        )
     log.info(
         "imports.batch.uploaded",
         extra={"batch_id": batch.pk, "rows": batch.rows_total, "dry_run": dry_run},
@@ -216,7 +227,7 @@ def create_row(row: csvfile.Row, platforms: dict[str, Platform], *, actor: Any) 
     check = csvfile.check_row(row, platforms)
     if check.outcome == csvfile.VALID and check.data is not None:
         try:
-            create_identity(check.data, actor=actor)
+            create_identity(check.data, actor=actor, on_trail=False)
         except DuplicateIdentityError as exc:
             # Another import or a person created it between the check and now.
             check.skip(f"{exc}.")

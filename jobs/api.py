@@ -1,4 +1,5 @@
-"""The jobs JSON API (/api/v1/jobs/): list, detail and retry, over session or bearer-token auth."""
+"""The jobs JSON API (/api/v1/jobs/): list, detail, retry and cancel, over session or
+bearer-token auth."""
 
 from collections.abc import Callable
 from functools import wraps
@@ -16,6 +17,7 @@ from web.pages import InvalidFilterError
 
 VIEW_PERMISSION = "jobs.view_job"
 RETRY_PERMISSION = "jobs.retry_job"
+CANCEL_PERMISSION = "jobs.cancel_job"
 
 ApiView = Callable[..., HttpResponse]
 
@@ -118,3 +120,16 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     if not retried:
         body["error"] = "this job is not failed (any more); nothing to retry"
     return JsonResponse(body, status=202 if retried else 409)
+
+
+@endpoint("POST", VIEW_PERMISSION, CANCEL_PERMISSION)
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = queries.get_job(job_id)
+    if job is None:
+        return error(404, f"no job with id {job_id}")
+    try:
+        job = services.cancel_job(job.pk, actor=request.user)
+    except services.NotCancellableError as exc:
+        job.refresh_from_db()
+        return error(409, str(exc), cancelled=False, job=with_url(request, detail_of(job)))
+    return JsonResponse({"cancelled": True, "job": with_url(request, detail_of(job))})

@@ -304,3 +304,37 @@ def reset_for_retry(job_id: int, *, actor: Any) -> bool:
             message=f"Retried by {actor.get_username()}",
         )
     return True
+
+
+CANCELLED_ERROR_CLASS = "Cancelled"
+
+
+def cancel(job_id: int, *, actor: Any) -> str | None:
+    """Pending or retrying → failed, before its next attempt starts; atomic, once.
+
+    Returns the status it left, or None when the job was in no state to cancel. Its message,
+    already in the broker, then finds nothing to claim (start_attempt takes only pending or
+    retrying jobs), and a later retry gives the job a new message id.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).only("attempt_count").first()
+        if job is None:
+            return None
+        message = f"Cancelled by {actor.get_username()} before attempt {job.attempt_count + 1}"
+        left = transition(
+            job_id,
+            allowed=(JobStatus.PENDING, JobStatus.RETRYING),
+            to_status=JobStatus.FAILED,
+            completed_at=now,
+            next_attempt_at=None,
+            error_class=CANCELLED_ERROR_CLASS,
+            error_message=message,
+            error_traceback="",
+        )
+        if left is None:
+            return None
+        JobEvent.objects.create(
+            job_id=job_id, kind=JobEvent.Kind.CANCELLED, actor=actor, at=now, message=message
+        )
+    return left

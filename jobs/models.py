@@ -80,7 +80,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        permissions = [("retry_job", "Can retry failed jobs")]
+        permissions = [
+            ("retry_job", "Can retry failed jobs"),
+            ("cancel_job", "Can cancel pending or retrying jobs"),
+        ]
         indexes = [
             models.Index(fields=["status", "-id"], name="job_status_newest"),
             models.Index(fields=["job_type", "-id"], name="job_type_newest"),
@@ -174,10 +177,12 @@ class JobAttempt(models.Model):
 
 
 class JobEvent(models.Model):
-    """The job's history beyond its attempts: admin retries, sweeper recoveries."""
+    """The job's history beyond its attempts: retries and cancels by people, sweeper
+    recoveries."""
 
     class Kind(models.TextChoices):
         RETRIED = "retried", "Retried by an admin"
+        CANCELLED = "cancelled", "Cancelled before its next attempt"
         RESENT = "resent", "Message re-sent by the sweeper"
         RECOVERED = "recovered", "Recovered from a lost worker"
 

@@ -1,4 +1,5 @@
-"""The way into the job engine: enqueue a job, retry a failed one, send or re-send messages."""
+"""The way into the job engine: enqueue a job, retry a failed one, cancel a waiting one, send
+or re-send messages."""
 
 import logging
 import re
@@ -9,6 +10,7 @@ from django.db import models, transaction
 
 from jobs import lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
+from trail.services import record
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,18 @@ SECRET_KEY_PATTERN = re.compile(
 
 class InvalidJobError(ValueError):
     """The job cannot be enqueued as asked (unknown type, a secret in its parameters)."""
+
+
+class NotCancellableError(ValueError):
+    """The job is not pending or retrying (any more), so there is no attempt to cancel."""
+
+    def __init__(self, job_id: int, status: str) -> None:
+        if status == JobStatus.RUNNING:
+            message = f"Job #{job_id} is running now; it will finish or time out"
+        else:
+            message = f"Job #{job_id} has already {status}; there is nothing to cancel"
+        super().__init__(message)
+        self.status = status
 
 
 def check_params(params: dict[str, Any], path: str = "params") -> None:
@@ -71,8 +85,38 @@ def retry_job(job: Job, *, actor: Any) -> bool:
         if not lifecycle.reset_for_retry(job.pk, actor=actor):
             return False
         job.refresh_from_db()
+        record("job.retried", actor=actor, target=job, target_label=trail_label(job))
         send_on_commit(job)
     return True
+
+
+def cancel_job(job_id: int, *, actor: Any) -> Job:
+    """Fail a pending or retrying job before its next attempt, so no worker runs it.
+
+    A running job is refused: its attempt will finish or time out on its own. Raises
+    NotCancellableError when the job is in no state to cancel, Job.DoesNotExist when there is
+    no such job.
+    """
+    with transaction.atomic():
+        left = lifecycle.cancel(job_id, actor=actor)
+        job = Job.objects.get(pk=job_id)
+        if left is None:
+            raise NotCancellableError(job_id, job.status)
+        record(
+            "job.cancelled",
+            actor=actor,
+            target=job,
+            target_label=trail_label(job),
+            previous=left,
+            attempt=job.attempt_count + 1,
+        )
+    return job
+
+
+def trail_label(job: Job) -> str:
+    """The job as the trail names it; without its status, which changes after the entry."""
+    label = f"{job.type_label} #{job.pk}"
+    return f"{label}: {job.subject_label}" if job.subject_label else label
 
 
 def send_on_commit(job: Job) -> None:

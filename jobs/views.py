@@ -18,6 +18,7 @@ from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
 VIEW_PERMISSION = "jobs.view_job"
 RETRY_PERMISSION = "jobs.retry_job"
+CANCEL_PERMISSION = "jobs.cancel_job"
 
 
 def list_url(filters: queries.JobFilters, *, before: int | None = None) -> str:
@@ -87,6 +88,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "params_json": pretty_json(data["params"]),
         "result_json": pretty_json(data["result"]),
         "can_retry": job.status == JobStatus.FAILED and request.user.has_perm(RETRY_PERMISSION),
+        "can_cancel": job.status in (JobStatus.PENDING, JobStatus.RETRYING)
+        and request.user.has_perm(CANCEL_PERMISSION),
     }
     template = "jobs/job_detail.html#live" if wants_fragment(request) else "jobs/job_detail.html"
     response = render(request, template, context)
@@ -104,6 +107,20 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
         messages.success(request, "Retry queued")
     else:
         messages.info(request, "This job is not failed (any more); nothing to retry")
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    require_permissions(request, VIEW_PERMISSION, CANCEL_PERMISSION)
+    job = get_object_or_404(Job, pk=job_id)
+    try:
+        services.cancel_job(job.pk, actor=request.user)
+    except services.NotCancellableError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Job cancelled; no worker will run it")
     return redirect("jobs:detail", job_id=job.pk)
 
 

@@ -80,9 +80,9 @@ def check_out(request: HttpRequest, identity_id: int) -> HttpResponse:
     return JsonResponse(session_data(request, session), status=201)
 
 
-# Any signed-in user: the holder may always check in, others need the admin permission, and
-# the service decides which applies.
-@endpoint("POST")
+# The holder may always check in, others need the admin permission; the service decides
+# which applies.
+@endpoint("POST", CHECK_OUT)
 def check_in(request: HttpRequest, session_id: int) -> HttpResponse:
     session = queries.get_session(session_id)
     if session is None:

@@ -26,6 +26,7 @@ from pam.models import (
     EndReason,
     RevealEvent,
 )
+from trail.services import record
 from vault.backends import get_vault
 from vault.base import SecretRef
 
@@ -157,6 +158,14 @@ def check_out(
         except IntegrityError:
             # Only reachable if something skipped the row lock; the constraint still holds.
             raise AlreadyCheckedOut(f"{locked.login} is already checked out.") from None
+        record(
+            "credential.checked_out",
+            actor=actor,
+            target=locked,
+            session=session.pk,
+            reason=reason,
+            expires=session.expires_at,
+        )
     log.info(
         "pam.session.checked_out",
         extra={"session_id": session.pk, "identity_id": locked.pk, "holder_id": actor.pk},
@@ -231,7 +240,7 @@ def expire_sessions(now: datetime | None = None) -> int:
             # skip_locked: a session locked right now is being checked in by hand.
             session = (
                 AccessSession.objects.select_for_update(skip_locked=True)
-                .select_related("identity")
+                .select_related("identity", "holder")
                 .filter(pk=session_id, ended_at__isnull=True, expires_at__lte=now)
                 .first()
             )
@@ -260,6 +269,18 @@ def end_session(session: AccessSession, *, actor: Any, reason: str, now: datetim
     else:
         mark_rotation_due(identity, session, now)
     session.save(update_fields=fields)
+    holder = session.holder.get_username()
+    record(
+        "credential.checked_in",
+        actor=actor,
+        target=identity,
+        session=session.pk,
+        holder=holder,
+        reason=reason,
+        # An admin (or a JML rule's run-as user) ending someone else's session.
+        for_someone_else=actor is not None and actor.pk != session.holder_id,
+        rotation_job=session.rotation_job_id,
+    )
     log.info(
         "pam.session.ended",
         extra={
@@ -319,6 +340,7 @@ def reveal_password(session: AccessSession, *, actor: Any) -> str:
         RevealEvent.objects.create(session=locked, user=actor, at=now)
         # Read inside the transaction: if the vault fails, no reveal is recorded either.
         password = get_vault().read(secret_path(locked.identity))["password"]
+        record("credential.revealed", actor=actor, target=locked.identity, session=locked.pk)
     log.info(
         "pam.session.revealed",
         extra={"session_id": locked.pk, "identity_id": locked.identity_id, "user_id": actor.pk},
@@ -362,6 +384,12 @@ def record_manual_rotation(identity: Identity, *, actor: Any, password: str) -> 
                 "rotated_by_hand_at": now,
                 "rotated_by_hand_by": actor,
             },
+        )
+        record(
+            "credential.rotated_by_hand",
+            actor=actor,
+            target=locked,
+            vault_version=ref.version,
         )
     log.info(
         "pam.credential.rotated_by_hand",

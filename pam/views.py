@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -37,6 +38,12 @@ def back_to(request: HttpRequest, session: AccessSession) -> HttpResponse:
     if request.POST.get("return_to") == "identity" and request.user.has_perm(VIEW_IDENTITY):
         return redirect(identity_url(session.identity_id))
     return redirect("pam:my-sessions")
+
+
+def refuse_if_forbidden(exc: services.PamError) -> None:
+    """Someone else's session is a 403, as in the API; other refusals are shown as a message."""
+    if exc.status == 403:
+        raise PermissionDenied(exc.message)
 
 
 def session_or_404(session_id: int) -> AccessSession:
@@ -81,10 +88,12 @@ def check_out(request: HttpRequest, identity_id: int) -> HttpResponse:
 def check_in(request: HttpRequest, session_id: int) -> HttpResponse:
     # The holder may always check in; anyone else needs the admin permission (the service
     # decides, so the page and the API cannot disagree).
+    require_permissions(request, CHECK_OUT)
     session = session_or_404(session_id)
     try:
         ended = services.check_in(session, actor=request.user)
     except services.PamError as exc:
+        refuse_if_forbidden(exc)
         messages.error(request, exc.message)
     else:
         if ended.rotation_job_id:
@@ -105,6 +114,7 @@ def reveal(request: HttpRequest, session_id: int) -> HttpResponse:
     try:
         password = services.reveal_password(session, actor=request.user)
     except services.PamError as exc:
+        refuse_if_forbidden(exc)
         messages.error(request, exc.message)
         return back_to(request, session)
     except VaultError as exc:
@@ -117,6 +127,7 @@ def reveal(request: HttpRequest, session_id: int) -> HttpResponse:
 @require_safe
 @login_required
 def my_sessions(request: HttpRequest) -> HttpResponse:
+    require_permissions(request, CHECK_OUT)
     context: dict[str, Any] = {"nav": "sessions"}
     try:
         before = queries.parse_before(request.GET)

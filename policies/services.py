@@ -18,12 +18,45 @@ from policies.models import (
     Violation,
     ViolationStatus,
 )
+from trail.services import changed_fields, record
 
 log = logging.getLogger(__name__)
 
 
 class DecisionRefused(ValueError):
     """The violation cannot be approved or dismissed as asked (shown to the admin)."""
+
+
+@transaction.atomic
+def save_policy(policy: Policy | None, *, actor: Any, **fields: Any) -> Policy:
+    """Create a policy (``policy`` None) or change one; the form has checked the fields."""
+    if policy is None:
+        created = Policy.objects.create(**fields)
+        record(
+            "policy.created",
+            actor=actor,
+            target=created,
+            kind=created.kind,
+            remediation=created.action,
+            mode=created.mode,
+            enabled=created.enabled,
+        )
+        return created
+    changed = changed_fields(Policy.objects.select_for_update().get(pk=policy.pk), fields)
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.save()
+    if changed:
+        record(
+            "policy.changed",
+            actor=actor,
+            target=policy,
+            changed=changed,
+            remediation=policy.action,
+            mode=policy.mode,
+            enabled=policy.enabled,
+        )
+    return policy
 
 
 def list_policies_for(platform: Platform) -> list[Policy]:
@@ -135,6 +168,14 @@ def approve_violation(violation: Violation, *, actor: Any) -> Job:
         job = start_remediation(violation.pk, actor=actor, trigger=Trigger.USER)
         if job is None:  # pragma: no cover - the row lock above rules this out
             raise DecisionRefused(f"violation #{violation.pk} is already being remediated")
+        record(
+            "violation.approved",
+            actor=actor,
+            target=violation,
+            policy=violation.policy.name,
+            remediation=violation.policy.action,
+            job=job.pk,
+        )
     return job
 
 
@@ -152,6 +193,8 @@ def dismiss_violation(violation: Violation, *, actor: Any) -> None:
         )
         if not moved:
             raise DecisionRefused(f"violation #{violation.pk} is not open")
+        decided = Violation.objects.select_related("policy").get(pk=violation.pk)
+        record("violation.dismissed", actor=actor, target=decided, policy=decided.policy.name)
 
 
 def finish_remediation(violation_id: int, *, status: str, outcome: str) -> None:

@@ -25,7 +25,10 @@ def policy_edit(request: HttpRequest, policy_id: int | None = None) -> HttpRespo
     require_permissions(request, "policies.change_policy" if policy else "policies.add_policy")
     form = PolicyForm(request.POST or None, instance=policy)
     if request.method == "POST" and form.is_valid():
-        saved = form.save()
+        fields = {name: form.cleaned_data[name] for name in PolicyForm.Meta.fields}
+        saved = services.save_policy(
+            policy, actor=request.user, parameters=form.instance.parameters, **fields
+        )
         messages.success(request, f"Saved policy {saved.name}.")
         return redirect("policies:list")
     return render(

@@ -39,6 +39,8 @@ class Proc:
 
 GWS_SANDBOX_PORT = int(os.environ.get("SANDBOX_GWS_PORT") or 8081)
 SCIM_SANDBOX_PORT = int(os.environ.get("SANDBOX_SCIM_PORT") or 8082)
+SAML_SANDBOX_PORT = int(os.environ.get("SANDBOX_SAML_PORT") or 8083)
+SANDBOX_PORTS = (GWS_SANDBOX_PORT, SCIM_SANDBOX_PORT, SAML_SANDBOX_PORT)
 
 
 def processes(port: int, var: Path) -> list[Proc]:
@@ -64,18 +66,37 @@ def processes(port: int, var: Path) -> list[Proc]:
                 *("--bearer-token-file", str(var / "sandbox-scim-token")),
             ],
         ),
+        Proc(
+            "saml",
+            [
+                *(PYTHON, "-m", "sandbox.saml_idp", "--port", str(SAML_SANDBOX_PORT)),
+                *(
+                    "--acs-base",
+                    f"http://127.0.0.1:{port}",
+                    "--acs-base",
+                    f"http://localhost:{port}",
+                ),
+                *("--key-file", str(var / "sandbox-saml-idp.pem")),
+            ],
+        ),
     ]
 
 
 def point_platform_at_sandboxes(env: dict[str, str], var: Path) -> None:
-    """Once both sandbox servers answer, create or update the sandbox platform and IdP."""
+    """Once the sandbox servers answer, create or update the sandbox platform and IdP, and
+    sign-in with SAML through the sandbox IdP."""
     deadline = time.monotonic() + 30
     key_file = var / "sandbox-gws-key.json"
-    while not (port_answers(GWS_SANDBOX_PORT) and port_answers(SCIM_SANDBOX_PORT)):
+    while not all(port_answers(port) for port in SANDBOX_PORTS):
         if time.monotonic() > deadline:
-            say("the sandbox servers did not start; see the gws and scim lines above")
+            say("the sandbox servers did not start; see the gws, scim and saml lines above")
             return
         time.sleep(0.3)
+    sso = manage(
+        env, "setup_sandbox_sso", "--idp-url", f"http://127.0.0.1:{SAML_SANDBOX_PORT}", check=False
+    )
+    if sso != 0:
+        say("setup_sandbox_sso failed: Sign in with SSO may point at an old sandbox IdP")
     code = manage(
         env,
         "setup_sandbox",
@@ -308,7 +329,8 @@ def announce_when_up(port: int, banner: str, supervisor: Supervisor) -> None:
 def sign_in(port: int, password: str, password_file: Path) -> str:
     return (
         f"Sign in at http://127.0.0.1:{port}/login/ as {ADMIN} / {password}"
-        f" (password also in {password_file})."
+        f" (password also in {password_file}), or with SSO through the sandbox IdP as"
+        " alice (admin), bob (operator) or carol (viewer)."
     )
 
 
@@ -342,9 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     banner = sign_in(args.port, password, shown)
     say(banner)
 
-    for port in (GWS_SANDBOX_PORT, SCIM_SANDBOX_PORT):
+    for port in SANDBOX_PORTS:
         if not port_is_free(port):
-            say(f"sandbox port {port} is in use; set SANDBOX_GWS_PORT / SANDBOX_SCIM_PORT")
+            say(
+                f"sandbox port {port} is in use; "
+                "set SANDBOX_GWS_PORT / SANDBOX_SCIM_PORT / SANDBOX_SAML_PORT"
+            )
             return 1
     env.pop("ACCESSHIVE_SANDBOX_SCIM_TOKEN")  # the sandbox reads it from its file
     supervisor = Supervisor(processes(args.port, var), env)

@@ -29,11 +29,19 @@ class TrailEntry(models.Model):
     source_ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
+        # One per filter of the trail page, each ending in -id for its newest-first keyset
+        # pages: a filter alone (a rare address, one target type) never scans the table.
         indexes = [
             models.Index(fields=["action", "-id"], name="trail_action_newest"),
             models.Index(fields=["actor_name", "-id"], name="trail_actor_newest"),
             models.Index(fields=["target_type", "target_id", "-id"], name="trail_target_newest"),
+            models.Index(fields=["target_type", "-id"], name="trail_target_type_newest"),
+            models.Index(fields=["source", "-id"], name="trail_source_newest"),
+            models.Index(fields=["source_ip", "-id"], name="trail_ip_newest"),
+            models.Index(fields=["occurred_at"], name="trail_occurred_at"),
         ]
+        verbose_name = "audit trail entry"
+        verbose_name_plural = "audit trail entries"
 
     def __str__(self) -> str:
         return f"{self.actor_name or 'system'} {self.action} {self.target_label}".strip()

@@ -4,6 +4,7 @@ Middleware sets it once per request so that services, which know the actor but n
 request, can record the trail inside their own transaction.
 """
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,15 +38,25 @@ def acting_from(origin: Origin) -> Iterator[None]:
 
 def client_ip(request: HttpRequest) -> str | None:
     """REMOTE_ADDR, or with ACCESSHIVE_TRUSTED_PROXIES = n the address the nth proxy saw
-    (X-Forwarded-For read from the right, so a client cannot forge it)."""
+    (X-Forwarded-For read from the right, so a client cannot forge it). Anything that is not
+    an IP address (a proxy writing "unknown") is None: the trail's column takes addresses only,
+    and an action must not fail over how it is recorded."""
     proxies = settings.TRUSTED_PROXIES
     if proxies:
         hops = [
             h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()
         ]
         if len(hops) >= proxies:
-            return hops[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+            return valid_ip(hops[-proxies])
+    return valid_ip(request.META.get("REMOTE_ADDR") or "")
+
+
+def valid_ip(raw: str) -> str | None:
+    try:
+        # Without an IPv6 zone ("%eth0"), which the database's address type does not take.
+        return str(ipaddress.ip_address(raw.partition("%")[0]))
+    except ValueError:
+        return None
 
 
 class RequestOriginMiddleware:

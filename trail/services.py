@@ -1,11 +1,39 @@
 """Recording to the admin audit trail. Never pass a secret in ``detail``."""
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
+from jobs.context import current_attempt
+from trail.actions import check_action
 from trail.models import Source, TrailEntry
 from trail.origin import current_origin
+
+# Detail keys that name a secret itself; a flag about one ("token_replaced") is fine. A
+# guard against a slip, not a scanner: record() callers still choose what to pass.
+SECRET_DETAIL_KEYS = frozenset(
+    {
+        "password",
+        "bind_password",
+        "secret",
+        "client_secret",
+        "token",
+        "scim_token",
+        "api_key",
+        "key",
+        "private_key",
+        "service_account_key",
+        "json_key",
+        "credentials",
+    }
+)
+
+
+class SecretInDetailError(ValueError):
+    """A detail key names a secret; the trail keeps flags and names, never the value."""
 
 
 def record(
@@ -17,9 +45,27 @@ def record(
     **detail: Any,
 ) -> TrailEntry:
     """Append one entry; call it inside the service's transaction so the trail and the
-    change commit together. ``actor`` is the user (or None for AccessHive itself)."""
+    change commit together. ``actor`` is the user (or None for AccessHive itself).
+
+    The source and address come from the request (trail.origin); inside a job's attempt
+    without one, the entry is AccessHive's own doing and names the job.
+    """
+    check_action(action)
+    secret = SECRET_DETAIL_KEYS.intersection(key.lower() for key in detail)
+    if secret:
+        raise SecretInDetailError(f"trail detail must not carry {', '.join(sorted(secret))}")
     origin = current_origin()
     person = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    if origin is not None:
+        source, ip = origin.source, origin.ip
+    else:
+        attempt = current_attempt.get()
+        if attempt is not None:
+            source = Source.SYSTEM
+            detail.setdefault("job", attempt.get("job_id"))
+        else:
+            source = Source.SYSTEM if person is None else Source.COMMAND
+        ip = None
     return TrailEntry.objects.create(
         actor=person,
         actor_name=person.get_username() if person is not None else "",
@@ -27,7 +73,30 @@ def record(
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         target_label=(target_label or (str(target) if target is not None else ""))[:300],
-        detail=detail,
-        source=origin.source if origin else (Source.SYSTEM if person is None else Source.COMMAND),
-        source_ip=origin.ip if origin else None,
+        detail=plain(detail),
+        source=source,
+        source_ip=ip,
     )
+
+
+def plain(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The detail as JSON would give it back (times as ISO strings), so what is stored is what
+    the page and the API show."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(detail), cls=DjangoJSONEncoder))
+    return result
+
+
+def changed_fields(stored: models.Model, fields: Mapping[str, Any]) -> list[str]:
+    """The names in ``fields`` whose value differs from the saved row ``stored`` (read from the
+    database, not the instance a form already changed); a relation compares by its key."""
+    changed = []
+    for name, value in fields.items():
+        field = stored._meta.get_field(name)
+        if isinstance(field, models.ForeignKey):
+            before = getattr(stored, field.attname)
+            after = value.pk if isinstance(value, models.Model) else value
+        else:
+            before, after = getattr(stored, name), value
+        if before != after:
+            changed.append(name)
+    return changed

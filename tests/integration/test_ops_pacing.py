@@ -121,8 +121,9 @@ def test_two_processes_hammering_one_bucket_hold_its_rate(broker) -> None:
     for i, start in enumerate(stamps):
         in_window = sum(1 for t in stamps[i:] if t < start + 1.0)
         assert in_window <= burst + rate + 1, (start, in_window)
-    # Both processes were served all along, not one after the other.
-    assert abs(per_process[0][-1] - per_process[1][-1]) < 0.5
+    # Both processes were served all along, not one after the other (which would put their
+    # last calls about 2 s apart; 1 s leaves room for a busy shared machine).
+    assert abs(per_process[0][-1] - per_process[1][-1]) < 1.0
 
 
 def test_two_workers_provision_without_a_429_from_a_rate_limited_platform(

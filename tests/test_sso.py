@@ -1,0 +1,573 @@
+"""SAML sign-in of AccessHive's own users against the sandbox IdP's responses: who is signed
+in with which role, every refusal an attacker or a misconfigured IdP causes, replays,
+redirects after sign-in, single logout, and the SP metadata."""
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import User
+from django.shortcuts import resolve_url
+from django.test import Client
+from django.urls import reverse
+from lxml import etree  # type: ignore[import-untyped]
+from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
+
+from accounts.models import UserRole
+from accounts.services import role_of
+from sandbox.saml_idp import (
+    AuthnRequest,
+    SamlIdpSandbox,
+    SandboxUser,
+    ServiceProvider,
+    decode_redirect_message,
+)
+from sso.models import UsedAssertion
+from tests import saml_support
+from tests.saml_support import (
+    ACS_URL,
+    SERVER,
+    SLS_URL,
+    SP_ENTITY_ID,
+    configure,
+    mint,
+    post_response,
+    redirect_query,
+    start_login,
+)
+from trail.models import TrailEntry
+
+pytestmark = pytest.mark.django_db
+
+HOME = "/identities/"
+
+
+@pytest.fixture
+def idp() -> Any:
+    server = saml_support.new_idp()
+    server.register_service_provider(ServiceProvider(SP_ENTITY_ID, ACS_URL, SLS_URL))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def sso(idp: SamlIdpSandbox) -> None:
+    configure(idp)
+
+
+def sign_in(client: Client, idp: SamlIdpSandbox, email: str, next_url: str = HOME) -> Any:
+    """A whole sign-in as the browser and the IdP would do it; the ACS's answer."""
+    request_id, relay_state = start_login(client, next_url)
+    encoded = idp.answer(AuthnRequest(request_id, SP_ENTITY_ID, ACS_URL), email)
+    return post_response(client, encoded, relay_state)
+
+
+def signed_in_user(client: Client) -> User | None:
+    user_id = client.session.get(SESSION_KEY)
+    return User.objects.get(pk=user_id) if user_id else None
+
+
+def refusal_text(response: Any) -> str:
+    text = str(response.content.decode())
+    assert "Sign-in refused" in text
+    return text
+
+
+# --- signing in -------------------------------------------------------------------------------
+
+
+def test_sign_in_creates_the_user_with_the_role_of_their_group(client, idp, sso):
+    response = sign_in(client, idp, "alice@example.com")
+
+    assert response.status_code == 302
+    assert response["Location"] == HOME
+    alice = User.objects.get(username="alice@example.com")
+    assert (alice.email, alice.first_name, alice.last_name) == (
+        "alice@example.com",
+        "Alice",
+        "Admin",
+    )
+    assert not alice.has_usable_password()
+    assert role_of(alice) == "admin"
+    assert signed_in_user(client) == alice
+    assert client.session["accesshive_auth_method"] == "saml"
+    # The admin's session works, with the admin's permissions.
+    assert client.get(reverse("sso:settings")).status_code == 200
+    role_changed = TrailEntry.objects.get(action="user.role_changed")
+    assert (role_changed.target_label, role_changed.source) == ("alice@example.com", "sso")
+    signed_in = TrailEntry.objects.get(action="user.signed_in")
+    assert (signed_in.actor, signed_in.source, signed_in.detail["method"]) == (alice, "sso", "saml")
+
+
+def test_the_next_sign_in_is_the_same_user_and_the_role_follows_the_idp(client, idp, sso):
+    sign_in(client, idp, "carol@example.com")
+    carol = User.objects.get(username="carol@example.com")
+    assert role_of(carol) == "viewer"
+
+    idp.set_groups("carol@example.com", ["accesshive-operators", "accesshive-viewers"])
+    again = Client()
+    assert sign_in(again, idp, "carol@example.com").status_code == 302
+
+    assert signed_in_user(again) == carol
+    assert User.objects.count() == 1
+    assert role_of(carol) == "operator"
+
+
+def test_an_existing_user_is_matched_by_email_whatever_its_case(client, idp, sso):
+    existing = User.objects.create_user("bob.ops", email="Bob@Example.COM", password="pw")
+
+    sign_in(client, idp, "bob@example.com")
+
+    assert signed_in_user(client) == existing
+    assert User.objects.count() == 1
+    assert role_of(existing) == "operator"
+    assert existing.check_password("pw")  # break-glass password stays
+
+
+def test_a_superuser_signs_in_unchanged(client, idp, sso):
+    root = User.objects.create_superuser("root", "alice@example.com", "pw")
+    idp.set_groups("alice@example.com", ["accesshive-viewers"])
+
+    sign_in(client, idp, "alice@example.com")
+
+    assert signed_in_user(client) == root
+    assert not UserRole.objects.filter(user=root).exists()
+    root.refresh_from_db()
+    assert (root.first_name, root.is_superuser) == ("", True)
+
+
+def test_the_email_may_come_as_the_name_id(client, idp, sso):
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "Erin@Example.com",
+        in_response_to=request_id,
+        attributes={"groups": ["accesshive-viewers"]},
+    )
+
+    assert post_response(client, encoded, relay_state).status_code == 302
+    assert role_of(User.objects.get(username="erin@example.com")) == "viewer"
+
+
+def test_a_person_in_no_mapped_group_gets_the_default_role_if_there_is_one(client, idp):
+    idp.add_user(SandboxUser("dave@example.com", "Dave", "Sales", ["sales"]))
+    configure(idp, default_role="viewer")
+
+    sign_in(client, idp, "dave@example.com")
+
+    assert role_of(User.objects.get(username="dave@example.com")) == "viewer"
+
+
+def test_expired_used_assertions_are_pruned_at_a_sign_in(client, idp, sso):
+    now = dt.datetime.now(dt.UTC)
+    UsedAssertion.objects.create(assertion_id="_old", not_on_or_after=now - dt.timedelta(hours=1))
+
+    sign_in(client, idp, "alice@example.com")
+
+    assert not UsedAssertion.objects.filter(assertion_id="_old").exists()
+    assert UsedAssertion.objects.get().not_on_or_after > now
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def _past(minutes: int) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
+
+
+REFUSALS = [
+    pytest.param(
+        lambda: {"signing_key": saml_support.other_key()},
+        "signature did not verify",
+        id="signed-by-another-key",
+    ),
+    pytest.param(
+        lambda: {"tamper": lambda xml: xml.replace("accesshive-viewers", "accesshive-admins")},
+        "signature did not verify",
+        id="tampered-after-signing",
+    ),
+    pytest.param(lambda: {"sign_assertion": False}, "assertion was not signed", id="unsigned"),
+    pytest.param(
+        lambda: {"sign_assertion": False, "sign_response": True},
+        "assertion was not signed",
+        id="unsigned-assertion-in-signed-response",
+    ),
+    pytest.param(
+        lambda: {"audience": "https://other.example/saml"},
+        "meant for another service (audience)",
+        id="wrong-audience",
+    ),
+    pytest.param(
+        lambda: {"recipient": "https://other.example/acs"},
+        "(recipient)",
+        id="wrong-recipient",
+    ),
+    pytest.param(
+        lambda: {"destination": "https://other.example/acs"},
+        "(destination)",
+        id="wrong-destination",
+    ),
+    pytest.param(
+        # Past NotOnOrAfter by more than the 5 minutes of clock drift the toolkit allows.
+        lambda: {"issue_instant": _past(20), "not_on_or_after": _past(10)},
+        "the assertion has expired",
+        id="expired",
+    ),
+    pytest.param(
+        lambda: {"issuer": "https://impostor.example/idp"},
+        "another identity provider than the one configured",
+        id="wrong-issuer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "reason"), REFUSALS)
+def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, options, reason):
+    request_id, relay_state = start_login(client)
+    encoded = mint(idp, "carol@example.com", in_response_to=request_id, **options())
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 403
+    text = refusal_text(response)
+    assert reason in text
+    # Nothing of the assertion, and no traceback, reaches the page.
+    assert "carol@example.com" not in text
+    assert "Traceback" not in text
+    assert signed_in_user(client) is None
+    assert not User.objects.exists()
+    assert not UsedAssertion.objects.exists()
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert reason in refused.detail["reason"]
+    assert (refused.source, refused.actor) == ("sso", None)
+    assert any(
+        record.getMessage() == "sso.signin.refused" and record.reason == refused.detail["code"]
+        for record in caplog.records
+    )
+
+
+def test_the_same_response_posted_twice_is_refused(client, idp, sso):
+    request_id, relay_state = start_login(client)
+    encoded = mint(idp, "alice@example.com", in_response_to=request_id)
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+    again = post_response(client, encoded, relay_state)
+    stolen = post_response(Client(), encoded, relay_state)
+
+    for response in (again, stolen):
+        assert response.status_code == 403
+        assert "already used" in refusal_text(response)
+    refused = TrailEntry.objects.filter(action="user.sign_in_refused")
+    assert [entry.target_label for entry in refused] == ["alice@example.com"] * 2
+
+
+def test_a_new_response_around_a_used_assertion_id_is_refused(client, idp, sso):
+    first, _ = start_login(client)
+    second, _ = start_login(client)
+    post_response(client, mint(idp, "alice@example.com", in_response_to=first, assertion_id="_a1"))
+
+    response = post_response(
+        client, mint(idp, "alice@example.com", in_response_to=second, assertion_id="_a1")
+    )
+
+    assert response.status_code == 403
+    assert "already used" in refusal_text(response)
+
+
+def test_an_idp_initiated_sign_in_is_accepted_when_allowed_but_only_once(client, idp):
+    configure(idp, allow_idp_initiated=True)
+    encoded = mint(idp, "bob@example.com")
+
+    assert post_response(client, encoded).status_code == 302
+    assert signed_in_user(client) == User.objects.get(username="bob@example.com")
+
+    replay = post_response(Client(), encoded)
+    assert replay.status_code == 403
+    assert "already used" in refusal_text(replay)
+
+
+def test_an_unsolicited_response_is_refused_when_idp_initiated_sign_in_is_off(client, idp, sso):
+    response = post_response(client, mint(idp, "alice@example.com"))
+
+    assert response.status_code == 403
+    assert "did not ask for" in refusal_text(response)
+    assert signed_in_user(client) is None
+
+
+def test_an_answer_to_another_browsers_request_is_refused(idp, sso):
+    victim, attacker = Client(), Client()
+    request_id, relay_state = start_login(victim)
+    encoded = mint(idp, "alice@example.com", in_response_to=request_id)
+
+    response = post_response(attacker, encoded, relay_state)
+
+    assert response.status_code == 403
+    assert "not started in this browser" in refusal_text(response)
+    assert signed_in_user(attacker) is None
+    # The browser that asked can still use it.
+    assert post_response(victim, encoded, relay_state).status_code == 302
+
+
+def test_an_answer_to_a_request_nobody_sent_is_refused(client, idp, sso):
+    start_login(client)
+    response = post_response(client, mint(idp, "alice@example.com", in_response_to="_made_up"))
+
+    assert response.status_code == 403
+    assert "not started in this browser" in refusal_text(response)
+
+
+def test_a_person_in_no_mapped_group_is_refused_without_a_default_role(client, idp, sso):
+    idp.add_user(SandboxUser("dave@example.com", "Dave", "Sales", ["sales"]))
+
+    response = sign_in(client, idp, "dave@example.com")
+
+    assert response.status_code == 403
+    assert "none of the person" in refusal_text(response)
+    assert not User.objects.exists()
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert refused.target_label == "dave@example.com"
+
+
+def test_a_response_without_an_email_is_refused(client, idp, sso):
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "erin",
+        in_response_to=request_id,
+        name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        attributes={"groups": ["accesshive-viewers"]},
+    )
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 403
+    assert "sent no email address" in refusal_text(response)
+
+
+def test_a_deactivated_user_is_refused(client, idp, sso):
+    User.objects.create_user("alice@example.com", "alice@example.com", is_active=False)
+
+    response = sign_in(client, idp, "alice@example.com")
+
+    assert response.status_code == 403
+    assert "deactivated" in refusal_text(response)
+
+
+def test_garbage_is_refused_as_unreadable(client, idp, sso):
+    response = post_response(client, "not base64 at all!")
+
+    assert response.status_code == 400
+    assert "not a readable SAML response" in refusal_text(response)
+
+
+def test_sign_in_is_refused_while_sso_is_off(client, idp):
+    configure(idp, enabled=False)
+
+    assert client.get(reverse("sso:login")).status_code == 404
+    response = post_response(client, mint(idp, "alice@example.com"))
+    assert response.status_code == 404
+    assert "not turned on" in refusal_text(response)
+
+
+# --- where the browser goes after signing in ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "http:/\\evil"]
+)
+def test_an_off_site_next_is_never_followed(client, idp, sso, target):
+    default = resolve_url(settings.LOGIN_REDIRECT_URL)
+    request_id, relay_state = start_login(client, target)
+    assert relay_state == default
+
+    # An IdP (or an attacker) sending the off-site target back as RelayState.
+    response = post_response(
+        client, mint(idp, "alice@example.com", in_response_to=request_id), target
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == default
+
+
+def test_several_sign_ins_may_be_outstanding_in_one_browser(client, idp, sso):
+    first, _ = start_login(client)
+    second, _ = start_login(client)
+
+    assert (
+        post_response(client, mint(idp, "alice@example.com", in_response_to=first)).status_code
+        == 302
+    )
+    assert (
+        post_response(client, mint(idp, "alice@example.com", in_response_to=second)).status_code
+        == 302
+    )
+    # Each request is answered once.
+    third = post_response(client, mint(idp, "alice@example.com", in_response_to=first))
+    assert third.status_code == 403
+
+
+def test_sign_in_starts_with_an_authn_request_to_the_idp(client, idp, sso):
+    response = client.get(reverse("sso:login"), {"next": "/audit/?platform=2"})
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(idp.sso_url + "?")
+    params = redirect_query(response["Location"])
+    assert params["RelayState"] == "/audit/?platform=2"
+    request = etree.fromstring(decode_redirect_message(params["SAMLRequest"]).encode())
+    assert request.get("AssertionConsumerServiceURL") == ACS_URL
+    assert request.get("Destination") == idp.sso_url
+    assert request.findtext("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer") == SP_ENTITY_ID
+    cookie = response.cookies["accesshive_saml_requests"]
+    assert cookie["httponly"]
+    assert cookie["path"] == "/sso/saml"
+
+
+# --- single logout --------------------------------------------------------------------------
+
+
+def test_signing_out_ends_the_session_here_and_at_the_idp(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    assert len(idp.sessions()) == 1
+
+    response = client.post(reverse("sso:logout"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(idp.slo_url + "?")
+    assert signed_in_user(client) is None
+    request = decode_redirect_message(redirect_query(response["Location"])["SAMLRequest"])
+    assert ">alice@example.com</saml:NameID>" in request
+    assert idp.sessions()[0].session_index in request
+
+    reply = idp.handle("GET", response["Location"].removeprefix(idp.base_url[:-1]), {})
+    assert reply.status == 302
+    assert reply.location.startswith(SLS_URL + "?")
+    assert idp.sessions() == []
+
+    back = client.get(reply.location.removeprefix(SERVER), follow=True)
+    assert back.redirect_chain[-1] == (reverse("login"), 302)
+    assert "signed out of AccessHive and of your identity provider" in back.content.decode()
+
+
+def test_the_idp_signing_the_person_out_ends_their_session(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+
+    response = client.get(
+        idp.logout_request_url("alice@example.com", SP_ENTITY_ID).removeprefix(SERVER)
+    )
+
+    assert signed_in_user(client) is None
+    assert response.status_code == 302
+    assert response["Location"].startswith(idp.slo_url + "?")
+    reply = idp.handle("GET", response["Location"].removeprefix(idp.base_url[:-1]), {})
+    assert reply.status == 200
+    [answer] = idp.logout_responses()
+    assert "urn:oasis:names:tc:SAML:2.0:status:Success" in answer
+
+
+def test_the_idp_signing_someone_else_out_leaves_this_session(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+
+    response = client.get(
+        idp.logout_request_url("bob@example.com", SP_ENTITY_ID).removeprefix(SERVER)
+    )
+
+    assert response.status_code == 302
+    assert signed_in_user(client) == User.objects.get(username="alice@example.com")
+
+
+def test_a_logout_request_with_a_forged_signature_is_refused(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    genuine = idp.signing_key
+    idp.signing_key = saml_support.other_key()
+    try:
+        url = idp.logout_request_url("alice@example.com", SP_ENTITY_ID)
+    finally:
+        idp.signing_key = genuine
+
+    response = client.get(url.removeprefix(SERVER))
+
+    assert response.status_code == 400
+    assert "signature did not verify" in response.content.decode()
+    assert signed_in_user(client) is not None
+
+
+def test_an_unsigned_logout_request_needs_this_sessions_index(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    guessed = idp.logout_request_url(
+        "alice@example.com", SP_ENTITY_ID, signed=False, with_session_index=False
+    )
+
+    # Knowing someone's email is not enough to sign them out.
+    assert client.get(guessed.removeprefix(SERVER)).status_code == 302
+    assert signed_in_user(client) is not None
+
+    sign_in(client, idp, "alice@example.com")
+    from_the_idp = idp.logout_request_url("alice@example.com", SP_ENTITY_ID, signed=False)
+    assert client.get(from_the_idp.removeprefix(SERVER)).status_code == 302
+    assert signed_in_user(client) is None
+
+
+def test_a_logout_response_this_browser_did_not_ask_for_is_refused(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    other = Client()
+    sign_in(other, idp, "bob@example.com")
+    started = other.post(reverse("sso:logout"))["Location"]
+    answer = idp.handle("GET", started.removeprefix(idp.base_url[:-1]), {})
+
+    # The IdP's answer to the other browser's LogoutRequest, brought to this one.
+    response = client.get(answer.location.removeprefix(SERVER))
+
+    assert response.status_code == 400
+    assert "did not ask the identity provider" in response.content.decode()
+    assert signed_in_user(client) is not None
+
+
+def test_signing_out_a_password_session_stays_local(client, idp, sso):
+    client.force_login(User.objects.create_user("ops", "ops@example.com", "pw"))
+
+    response = client.post(reverse("sso:logout"))
+
+    assert response["Location"] == reverse("login")
+    assert signed_in_user(client) is None
+
+
+# --- metadata ---------------------------------------------------------------------------------
+
+
+def test_the_sp_metadata_is_public_and_valid(client):
+    response = client.get(reverse("sso:metadata"))
+
+    assert response.status_code == 200
+    xml = response.content.decode()
+    toolkit = OneLogin_Saml2_Settings(
+        {"sp": {"entityId": "x", "assertionConsumerService": {"url": "http://x.example/"}}},
+        sp_validation_only=True,
+    )
+    assert toolkit.validate_metadata(xml) == []
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    root = etree.fromstring(response.content)
+    assert root.get("entityID") == SP_ENTITY_ID
+    descriptor = root.find(f"{{{md}}}SPSSODescriptor")
+    assert descriptor.get("WantAssertionsSigned") == "true"
+    acs = descriptor.find(f"{{{md}}}AssertionConsumerService")
+    assert (acs.get("Location"), acs.get("Binding")) == (
+        ACS_URL,
+        "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+    )
+    assert descriptor.find(f"{{{md}}}SingleLogoutService").get("Location") == SLS_URL
+
+
+def test_the_sp_urls_follow_the_proxy_settings(client, settings):
+    settings.USE_X_FORWARDED_HOST = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.ALLOWED_HOSTS = ["accesshive.example.com"]
+
+    response = client.get(
+        reverse("sso:metadata"),
+        headers={"x-forwarded-host": "accesshive.example.com", "x-forwarded-proto": "https"},
+    )
+
+    root = etree.fromstring(response.content)
+    assert root.get("entityID") == "https://accesshive.example.com/sso/saml/metadata/"

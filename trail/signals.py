@@ -1,0 +1,38 @@
+"""Signing in and out on the trail, from Django's auth signals (password and SAML alike)."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.http import HttpRequest
+
+from trail.services import record
+
+# Set in the session before login() by a sign-in that is not the password form (SAML).
+AUTH_METHOD_SESSION_KEY = "accesshive_auth_method"
+
+
+def signed_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    session = getattr(request, "session", None)
+    method = session.get(AUTH_METHOD_SESSION_KEY, "password") if session is not None else "password"
+    record("user.signed_in", actor=user, method=method)
+
+
+def signed_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if user is not None and user.is_authenticated:
+        record("user.signed_out", actor=user)
+
+
+def sign_in_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    # The credentials hold the password too: only the username is ever read from them.
+    field = get_user_model().USERNAME_FIELD
+    username = str(credentials.get(field) or credentials.get("username") or "")[:150]
+    record("user.sign_in_failed", actor=None, target_label=username, username=username)
+
+
+def connect() -> None:
+    user_logged_in.connect(signed_in, dispatch_uid="trail.signed_in")
+    user_logged_out.connect(signed_out, dispatch_uid="trail.signed_out")
+    user_login_failed.connect(sign_in_failed, dispatch_uid="trail.sign_in_failed")
