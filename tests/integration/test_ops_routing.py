@@ -37,10 +37,12 @@ def test_a_sync_worker_runs_only_sync_jobs_while_a_provisioning_job_waits(broker
         # Finished, and its message acknowledged: a worker stopped between the job's last
         # write and the ack (acks_late) hands the message back to the queue, as it should.
         wait_for(
-            lambda: Job.objects.filter(
-                pk=sync.pk, status__in=[JobStatus.COMPLETED, JobStatus.FAILED]
-            ).exists()
-            and broker.hlen("unacked") == 0,
+            lambda: (
+                Job.objects.filter(
+                    pk=sync.pk, status__in=[JobStatus.COMPLETED, JobStatus.FAILED]
+                ).exists()
+                and broker.hlen("unacked") == 0
+            ),
             30,
             "the sync job to finish and its message to be acknowledged",
             worker,
