@@ -52,8 +52,9 @@ def _pending(request: HttpRequest) -> list[tuple[str, float]]:
 def _store_pending(
     request: HttpRequest, response: HttpResponse, pending: list[tuple[str, float]]
 ) -> None:
-    # SameSite=None needs Secure, which plain-HTTP development cannot have; there the IdP
-    # (the sandbox) is same-site anyway.
+    # SameSite=None needs Secure, which plain-HTTP development cannot have; there the sandbox
+    # IdP is same-site as long as AccessHive is opened at 127.0.0.1 too (the refusal page
+    # says so when the cookie did not come back).
     samesite: Literal["None", "Lax"] = "None" if request.is_secure() else "Lax"
     if not pending:
         response.delete_cookie(PENDING_COOKIE, path=saml.cookie_path(), samesite=samesite)
@@ -71,8 +72,16 @@ def _store_pending(
     )
 
 
-def _refused(request: HttpRequest, refusal: SignInRefused) -> HttpResponse:
-    return render(request, "sso/refused.html", {"reason": refusal.reason}, status=refusal.status)
+def _refused(
+    request: HttpRequest, refusal: SignInRefused, *, cookie_missing: bool = False
+) -> HttpResponse:
+    context = {
+        "reason": refusal.reason,
+        # Over plain HTTP a SameSite=Lax cookie comes back on the IdP's POST only when both
+        # share a site: 127.0.0.1 and localhost are two sites to a browser.
+        "cross_site_hint": cookie_missing and not request.is_secure(),
+    }
+    return render(request, "sso/refused.html", context, status=refusal.status)
 
 
 @require_safe
@@ -110,7 +119,8 @@ def acs(request: HttpRequest) -> HttpResponse:
             pending=[request_id for request_id, _ in pending],
         )
     except SignInRefused as refusal:
-        return _refused(request, refusal)
+        missing = refusal.code == "unknown_request" and PENDING_COOKIE not in request.COOKIES
+        return _refused(request, refusal, cookie_missing=missing)
     response = redirect(signed_in.redirect_to)
     _store_pending(
         request, response, [entry for entry in pending if entry[0] != signed_in.request_id]

@@ -305,6 +305,8 @@ def test_an_answer_to_another_browsers_request_is_refused(idp, sso):
 
     assert response.status_code == 403
     assert "not started in this browser" in refusal_text(response)
+    # A browser that kept the cookie back (another site over plain HTTP) is told why.
+    assert "same host name" in response.content.decode()
     assert signed_in_user(attacker) is None
     # The browser that asked can still use it.
     assert post_response(victim, encoded, relay_state).status_code == 302
@@ -316,6 +318,8 @@ def test_an_answer_to_a_request_nobody_sent_is_refused(client, idp, sso):
 
     assert response.status_code == 403
     assert "not started in this browser" in refusal_text(response)
+    # This browser did send its cookie: no hint about host names.
+    assert "same host name" not in response.content.decode()
 
 
 def test_a_person_in_no_mapped_group_is_refused_without_a_default_role(client, idp, sso):
