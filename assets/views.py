@@ -12,8 +12,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from assets import queries, services
 from assets.models import AssetKind
-from identities.models import Platform
-from identities.queries import get_google_workspace_platform
+from identities.queries import get_google_workspace_platform_or_404
 from jobs.models import JobStatus
 from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
@@ -24,13 +23,6 @@ DISCOVER_PERMISSION = "assets.discover_assets"
 
 def list_url(filters: queries.AssetFilters, *, before: int | None = None) -> str:
     return pages.list_url("assets:list", filters.as_query(), before=before)
-
-
-def get_gws_platform(platform_id: int) -> Platform:
-    platform = get_google_workspace_platform(platform_id)
-    if platform is None:
-        raise Http404("No such Google Workspace platform")
-    return platform
 
 
 @require_safe
@@ -97,7 +89,7 @@ def platform_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def platform_detail(request: HttpRequest, platform_id: int) -> HttpResponse:
     require_permissions(request, VIEW_PERMISSION)
-    platform = get_gws_platform(platform_id)
+    platform = get_google_workspace_platform_or_404(platform_id)
     jobs = services.list_discovery_jobs(platform)
     last_done = next((job for job in jobs if job.status == JobStatus.COMPLETED), None)
     counts = (last_done.result or {}).get("kinds", {}) if last_done else {}
@@ -125,7 +117,7 @@ def platform_detail(request: HttpRequest, platform_id: int) -> HttpResponse:
 @login_required
 def discover(request: HttpRequest, platform_id: int) -> HttpResponse:
     require_permissions(request, VIEW_PERMISSION, DISCOVER_PERMISSION)
-    platform = get_gws_platform(platform_id)
+    platform = get_google_workspace_platform_or_404(platform_id)
     job, created = services.discover_now(platform, actor=request.user)
     if created:
         messages.success(request, f"Discovery queued (job #{job.pk})")

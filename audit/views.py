@@ -14,8 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from audit import queries, services
 from audit.forms import AuditSettingsForm
 from connectors.google_reports import APPLICATIONS
-from identities.models import Platform
-from identities.queries import get_google_workspace_platform
+from identities.queries import get_google_workspace_platform_or_404
 from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
 
@@ -26,13 +25,6 @@ INGEST_NOW = "audit.ingest_auditevents"
 
 def list_url(filters: queries.EventFilters, *, before: queries.Cursor | None = None) -> str:
     return pages.list_url("audit:list", filters.as_query(), before=before)
-
-
-def get_gws_platform(platform_id: int) -> Platform:
-    platform = get_google_workspace_platform(platform_id)
-    if platform is None:
-        raise Http404("No such Google Workspace platform")
-    return platform
 
 
 @require_safe
@@ -103,7 +95,7 @@ def platform_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
     require_permissions(request, VIEW_PERMISSION)
-    platform = get_gws_platform(platform_id)
+    platform = get_google_workspace_platform_or_404(platform_id)
     audit_settings = services.read_settings(platform)
     can_change = request.user.has_perm(CHANGE_SETTINGS)
     status = 200
@@ -145,7 +137,7 @@ def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
 @login_required
 def ingest_now(request: HttpRequest, platform_id: int) -> HttpResponse:
     require_permissions(request, VIEW_PERMISSION, INGEST_NOW)
-    platform = get_gws_platform(platform_id)
+    platform = get_google_workspace_platform_or_404(platform_id)
     job, created = services.ingest_now(platform, actor=request.user)
     if created:
         messages.success(request, f"Ingestion queued (job #{job.pk})")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import Http404
 
 from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
 from web.pages import InvalidFilterError, parse_id_cursor
@@ -143,6 +144,9 @@ def get_identity_provider(provider_id: int) -> IdentityProvider | None:
     return IdentityProvider.objects.filter(pk=provider_id).first()
 
 
-def get_google_workspace_platform(platform_id: int) -> Platform | None:
+def get_google_workspace_platform_or_404(platform_id: int) -> Platform:
+    """For the pages that act on one Google Workspace platform (audit, assets)."""
     platform = Platform.objects.filter(pk=platform_id).first()
-    return platform if platform is not None and platform.is_google_workspace else None
+    if platform is None or not platform.is_google_workspace:
+        raise Http404("No such Google Workspace platform")
+    return platform

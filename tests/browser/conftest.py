@@ -22,8 +22,6 @@ from identities.models import Identity, IdentityType, Platform
 from identities.services import (
     IdentityInput,
     create_identity,
-    create_identity_provider,
-    create_platform,
 )
 from jobs.models import Job, JobStatus, JobType
 from sandbox import google_directory, scim
@@ -37,6 +35,7 @@ from tests.browser.support import (
     screenshot,
 )
 from tests.conftest import require_services
+from tests.directory_support import gws_platform, running_gws, running_idp
 from tests.factories import make_user
 from tests.integration.worker import wait_for
 from tests.settings import TEST_REDIS_URL
@@ -139,16 +138,12 @@ def page(
 
 @pytest.fixture
 def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
+    yield from running_gws()
 
 
 @pytest.fixture
 def idp() -> Iterator[scim.ScimSandbox]:
-    server = scim.start()
-    yield server
-    server.shutdown()
+    yield from running_idp()
 
 
 @pytest.fixture
@@ -156,18 +151,7 @@ def platform(
     browser_db: None, gws: google_directory.GoogleDirectorySandbox, idp: scim.ScimSandbox
 ) -> Platform:
     """The Sandbox Workspace on example.com, with the SCIM sandbox as its identity provider."""
-    provider = create_identity_provider(
-        name="Sandbox IdP", scim_base_url=idp.base_url, token=idp.bearer_token
-    )
-    return create_platform(
-        name="Sandbox Workspace",
-        kind=Platform.Kind.GOOGLE_WORKSPACE,
-        identity_provider=provider,
-        primary_domain="example.com",
-        admin_email="admin@example.com",
-        api_endpoint=gws.base_url,
-        service_account_key=gws.issue_key(),
-    )
+    return gws_platform(gws, idp)
 
 
 @pytest.fixture
