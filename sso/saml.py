@@ -451,7 +451,40 @@ _REASONS: dict[int, tuple[str, str]] = {
 }
 
 
+# What an XML-signature-wrapping attack trips: a signature that covers another element than
+# the one read, moved, duplicated or extra signed elements, more than one assertion.
+_WRAPPING_CODES = frozenset(
+    {
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_ASSERTIONS,
+        OneLogin_Saml2_ValidationError.WRONG_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.ID_NOT_FOUND_IN_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_ID_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.INVALID_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_REFERENCE_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.UNEXPECTED_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_RESPONSE,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_ASSERTION,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES,
+    }
+)
+TAMPERING = "tampering"
+_TAMPERING_REASON = (
+    "the response was rearranged around the identity provider's signature (several "
+    "assertions, or a signed part moved or copied): a forgery attempt, not a faulty IdP"
+)
+
+
+def _looks_wrapped(document: Any) -> bool:
+    """More than one assertion anywhere, or an element ID twice: no honest IdP sends that,
+    whatever check (the schema's, often) failed first."""
+    assertions = OneLogin_Saml2_XML.query(document, "//saml:Assertion | //saml:EncryptedAssertion")
+    ids = [node.get("ID") for node in OneLogin_Saml2_XML.query(document, "//*[@ID]")]
+    return len(assertions) > 1 or len(ids) != len(set(ids))
+
+
 def _refusal(code: int, response: Any, data: dict[str, Any]) -> SignInRefused:
+    if code in _WRAPPING_CODES or _looks_wrapped(response.document):
+        return SignInRefused(TAMPERING, _TAMPERING_REASON, status=400)
     if code == OneLogin_Saml2_ValidationError.STATUS_CODE_IS_NOT_SUCCESS:
         status = OneLogin_Saml2_Utils.get_status(response.document).get("code") or ""
         return SignInRefused(

@@ -143,7 +143,10 @@ def sign_in(
                 extra={"reason": refusal.code, "email": refusal.email or None},
             )
             record(
-                "user.sign_in_refused",
+                # A forgery attempt stands out on the trail from a faulty or stale response.
+                "user.sign_in_tampering"
+                if refusal.code == saml.TAMPERING
+                else "user.sign_in_refused",
                 actor=None,
                 target_label=refusal.email,
                 reason=refusal.reason,
