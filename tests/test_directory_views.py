@@ -21,7 +21,6 @@ LDAP_FORM = {
     "name": "Corp AD",
     "enabled": "on",
     "ldap_url": "ldaps://dc1.example.com:636",
-    "ldap_verify_tls": "on",
     "ldap_bind_dn": "CN=svc-accesshive,OU=Service,DC=example,DC=com",
     "bind_password": "s3cret-bind-password",
     "ldap_base_dn": "DC=example,DC=com",
