@@ -65,7 +65,11 @@ def vault(vault_settings) -> CredentialVault:
 
 
 def vault_checks() -> list[checks.CheckMessage]:
-    return [m for m in checks.run_checks(tags=[checks.Tags.security]) if (m.id or "").startswith("vault")]
+    return [
+        m
+        for m in checks.run_checks(tags=[checks.Tags.security])
+        if (m.id or "").startswith("vault")
+    ]
 
 
 def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings):
