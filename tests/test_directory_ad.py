@@ -15,8 +15,12 @@ from directory.models import (
     EventKind,
     IdentitySource,
 )
-from jobs.models import JobStatus
-from tests.directory_support import result, sync
+from identities.models import Identity, Platform
+from identities.services import create_identity_provider, create_platform
+from jobs.models import Job, JobStatus
+from sandbox import google_directory, scim
+from tests.directory_support import result, running_idp, sync
+from tests.inline import deliver
 from tests.samba_ad import (
     READER_DN,
     READER_PASSWORD,
@@ -198,3 +202,60 @@ def test_disabling_an_account_in_ad_makes_a_leaver(samba, tree, people):
     event = DirectoryEvent.objects.get()
     assert (event.kind, event.label) == (EventKind.LEAVER, "user0@ah.test")
     assert event.changes == {"state": ["active", "disabled"]}
+
+
+@pytest.fixture
+def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
+    server = google_directory.start(domains=["ah.test"])
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def idp() -> Iterator[scim.ScimSandbox]:
+    yield from running_idp()
+
+
+def test_a_user_in_a_nested_group_is_a_member_for_jml_rules(samba, tree, people, gws, idp):
+    """Grace joins; then she is put in "platform", which sits inside "engineering": the
+    mover job adds her to both groups in Google Workspace."""
+    gws.add_org_unit(org(tree, "Research"))
+    gws.seed(
+        groups=[
+            {"email": "platform@ah.test", "name": "Platform"},
+            {"email": "engineering@ah.test", "name": "Engineering"},
+        ]
+    )
+    platform = create_platform(
+        name="Workspace",
+        kind=Platform.Kind.GOOGLE_WORKSPACE,
+        identity_provider=create_identity_provider(
+            name="IdP", scim_base_url=idp.base_url, token=idp.bearer_token
+        ),
+        primary_domain="ah.test",
+        admin_email="admin@ah.test",
+        api_endpoint=gws.base_url,
+        service_account_key=gws.issue_key(),
+    )
+    source = ad_source(samba, tree)
+    assert sync(source).status == JobStatus.COMPLETED
+    services.save_rule(source, platform=platform, dry_run=False)
+    grace = tree.add_person("grace", given="Grace", family="Hopper", department="Research")
+    assert result(sync(source))["joiners"] == 1
+    joiner = DirectoryEvent.objects.get(kind=EventKind.JOINER)
+    assert joiner.job is not None
+    assert deliver(joiner.job).status == JobStatus.COMPLETED
+    identity = Identity.objects.get(login="grace@ah.test")
+    for job in Job.objects.filter(subject_id=str(identity.pk)).exclude(pk=joiner.job.pk):
+        assert deliver(job).status == JobStatus.COMPLETED, job.error_message
+
+    samba.join(grace, people["platform"])
+    assert result(sync(source))["movers"] == 1
+
+    mover = DirectoryEvent.objects.get(kind=EventKind.MOVER)
+    added = sorted(g["email"] for g in mover.changes["groups"]["added"])
+    assert added == ["engineering@ah.test", "platform@ah.test"]
+    assert mover.job is not None
+    assert deliver(mover.job).status == JobStatus.COMPLETED, mover.job.error_message
+    assert gws.groups.member_emails("platform@ah.test") == ["grace@ah.test"]
+    assert gws.groups.member_emails("engineering@ah.test") == ["grace@ah.test"]
