@@ -20,8 +20,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.openbao import ROOT_TOKEN, OpenBao, bao_binary, free_port
+from tests.openbao import ROOT_TOKEN, OpenBao, bao_binary
 from tests.samba_ad import SambaAD
+from tests.servers import free_port
 from tests.slapd import Slapd, slapd_binary
 
 

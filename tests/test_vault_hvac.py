@@ -17,9 +17,9 @@ from tests.openbao import (
     ROOT_TOKEN,
     OpenBao,
     SlowProxy,
-    free_port,
     running_openbao,
 )
+from tests.servers import free_port
 from vault.backends import get_vault
 from vault.backends.hashicorp import CAS_MISMATCH, HvacVault
 from vault.base import CredentialVault, SecretRef
