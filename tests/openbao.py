@@ -17,7 +17,7 @@ from typing import Any
 
 import hvac
 
-from tests.servers import free_port, missing, relay, stop
+from tests.servers import free_port, missing, relay, serve_connections, stop
 
 ROOT_TOKEN = "root-token-for-tests"
 PREFIX = "accesshive"
@@ -194,15 +194,7 @@ class SlowProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+        serve_connections(self._listener, self._relay, self._stopped)
 
     def _relay(self, client: socket.socket) -> None:
         with client:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.servers import missing, relay, stop
+from tests.servers import missing, relay, serve_connections, stop
 
 REALM = "AH.TEST"
 DOMAIN = "AH"
@@ -128,7 +128,7 @@ class _NamespaceRelay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        serve_connections(self._listener, self._relay, self._stopped)
 
     def _connect_inside(self) -> socket.socket:
         """A socket connected from inside the namespace. setns() moves only the calling
@@ -153,14 +153,6 @@ class _NamespaceRelay:
         if isinstance(result, BaseException):
             raise result
         return result
-
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:
         with client:

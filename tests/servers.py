@@ -6,6 +6,7 @@ import select
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import IO, NoReturn
 
 import pytest
@@ -36,6 +37,25 @@ def stop(process: subprocess.Popen[bytes] | None, log: IO[bytes] | None = None) 
             process.wait(5)
     if log is not None:
         log.close()
+
+
+def serve_connections(
+    listener: socket.socket,
+    handle: Callable[[socket.socket], None],
+    stopped: threading.Event,
+) -> None:
+    """Accept on ``listener`` in a daemon thread, handing each connection to ``handle`` in a
+    thread of its own, until the listener is closed."""
+
+    def accept() -> None:
+        while not stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
 
 
 def relay(client: socket.socket, upstream: socket.socket, stopped: threading.Event) -> None:
