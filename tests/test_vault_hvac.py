@@ -2,9 +2,11 @@
 limited to our prefix, KV v2, a cas_required mount, a KV v1 mount, sealing, a slow proxy."""
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import hvac
 import pytest
@@ -21,7 +23,7 @@ from tests.openbao import (
 )
 from tests.servers import free_port
 from vault.backends import get_vault
-from vault.backends.hashicorp import CAS_MISMATCH, HvacVault
+from vault.backends.hashicorp import AUTO_CAS_ATTEMPTS, CAS_MISMATCH, HvacVault
 from vault.base import CredentialVault, SecretRef
 from vault.errors import (
     SecretNotFound,
@@ -226,6 +228,24 @@ def test_a_write_without_cas_loses_no_concurrent_version(vault, openbao, prefix)
     kv.create_or_update_secret(path=f"{prefix}/{PATH}", secret={"password": "x"}, cas=1)
 
     assert vault.write(PATH, {"password": "three"}).version == 3
+
+
+def test_concurrent_writes_without_cas_all_land_as_distinct_versions(vault_settings):
+    vault_settings.VAULT_MOUNT = CAS_MOUNT  # every write must name the version it replaces
+    vault = get_vault()
+    writers = AUTO_CAS_ATTEMPTS
+    barrier = threading.Barrier(writers)
+
+    def write(n: int) -> SecretRef:
+        barrier.wait(timeout=10)
+        return vault.write(PATH, {"password": f"value-{n}"})
+
+    with ThreadPoolExecutor(writers) as pool:
+        refs = list(pool.map(write, range(writers)))
+
+    assert sorted(ref.version for ref in refs) == list(range(1, writers + 1))
+    values = {vault.read(PATH, ref.version)["password"] for ref in refs}
+    assert values == {f"value-{n}" for n in range(writers)}
 
 
 def test_bad_token_is_permission_denied_on_one_line(vault_settings):

@@ -38,8 +38,9 @@ T = TypeVar("T")
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
 CAS_REQUIRED = "check-and-set parameter required"
 # A write without a caller's cas reads the current version and names it; losing that race to
-# another writer is retried this many times before it is reported as a conflict.
-AUTO_CAS_ATTEMPTS = 3
+# another writer is retried this many times before it is reported as a conflict (each round
+# one of the racing writers wins, so this many writers at once all get through).
+AUTO_CAS_ATTEMPTS = 5
 # Log in again this long before an AppRole token's lease runs out, so a request never
 # starts with a token that dies in flight.
 RENEW_MARGIN_SECONDS = 30.0
