@@ -61,6 +61,12 @@ def make_idp(client: Client) -> Iterator[MakeIdp]:
         idp.close()
 
 
+def admin_client() -> Client:
+    browser = Client()
+    browser.force_login(User.objects.create_superuser("root", "root@example.com", "x" * 20))
+    return browser
+
+
 def start(client: Client) -> str:
     response = client.get(reverse("sso:login"), {"next": "/identities/"})
     assert response.status_code == 302
@@ -154,6 +160,10 @@ def test_the_sp_key_signs_authn_requests_and_the_metadata(client, make_idp):
     forged["RelayState"] = "https://evil.example/"
     with pytest.raises(Exception, match="Request was not signed correctly"):
         idp.read_request(f"{SSO_URL}?{urlencode(forged)}")
+    page = admin_client().get(reverse("sso:settings")).content.decode()
+    fingerprint = saml.describe_certificates(config.sp_certificate)[0].sha256
+    assert fingerprint in page
+    assert "PRIVATE KEY" not in page
     entry = TrailEntry.objects.filter(action="sso.settings_changed").first()
     assert entry is not None
     assert "sp_certificate" in str(entry.detail)
