@@ -115,3 +115,16 @@ def get_asset(asset_id: int) -> Asset | None:
 
 def list_platforms() -> list[Platform]:
     return list(Platform.objects.filter(kind=Platform.Kind.GOOGLE_WORKSPACE).order_by("name"))
+
+
+def list_org_unit_paths(platform: Platform) -> set[str] | None:
+    """The org unit paths asset discovery last found on ``platform`` (lower-cased, "/"
+    included); None when it never listed any, so nothing can be checked against them."""
+    paths = set(
+        Asset.objects.filter(
+            platform=platform, kind=AssetKind.ORG_UNIT, gone_at__isnull=True
+        ).values_list("name", flat=True)
+    )
+    if not paths:
+        return None
+    return {path.lower() for path in paths} | {"/"}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import ldap3
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from ldap3.core import exceptions as ldap_exceptions
 
 from jobs.errors import PermanentError, TransientError
@@ -45,8 +47,9 @@ class LdapEndpoint:
     url: str
     bind_dn: str
     start_tls: bool = False
-    verify_tls: bool = True
-    ca_file: str = ""
+    # PEM of the CA to trust for this server only (pinned); empty: the system's CAs. The
+    # certificate is always verified, host name included.
+    ca_certificate: str = ""
     timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     @property
@@ -70,8 +73,9 @@ class LdapDirectory:
         if endpoint.start_tls and endpoint.use_ssl:
             raise PermanentError(f"{name}: choose LDAPS or StartTLS, not both")
         tls = ldap3.Tls(
-            validate=ssl.CERT_REQUIRED if endpoint.verify_tls else ssl.CERT_NONE,
-            ca_certs_file=endpoint.ca_file or None,
+            validate=ssl.CERT_REQUIRED,
+            # None: the system's trusted CAs (ssl.create_default_context's own default).
+            ca_certs_data=endpoint.ca_certificate or None,
         )
         self._where = (
             f"{parts.scheme}://{parts.hostname}:{parts.port or (636 if endpoint.use_ssl else 389)}"
@@ -139,7 +143,14 @@ class LdapDirectory:
             raise PermanentError(
                 f"{self.name}: StartTLS with {self._where} failed: {self._redact(exc)}"
             ) from None
-        except ldap_exceptions.LDAPSocketOpenError as exc:
+        except (ldap_exceptions.LDAPSocketOpenError, ldap_exceptions.LDAPCertificateError) as exc:
+            if _is_certificate_failure(exc):
+                # Retrying cannot fix a certificate that does not verify.
+                raise PermanentError(
+                    f"{self.name}: the certificate of {self._where} did not verify "
+                    f"({_certificate_reason(exc)}); give the source the certificate of the CA "
+                    "that issued it"
+                ) from None
             raise TransientError(
                 f"{self.name}: LDAP server {self._where} unreachable: {self._redact(exc)}"
             ) from None
@@ -220,6 +231,22 @@ class LdapDirectory:
         return out
 
 
+def _is_certificate_failure(exc: Exception) -> bool:
+    text = str(exc)
+    return isinstance(exc, ldap_exceptions.LDAPCertificateError) or any(
+        marker in text for marker in ("CERTIFICATE_VERIFY_FAILED", "doesn't match any name")
+    )
+
+
+def _certificate_reason(exc: Exception) -> str:
+    """OpenSSL's reason ("unable to get local issuer certificate"), not ldap3's wrapping."""
+    text = str(exc)
+    if "doesn't match any name" in text:
+        return "it is not issued for this host name"
+    reason = text.partition("certificate verify failed:")[2].partition("(")[0].strip()
+    return reason or "certificate verify failed"
+
+
 def _entry(item: dict[str, object]) -> LdapEntry:
     # A case-insensitive mapping of attribute name to a list of bytes values.
     raw: Mapping[str, list[bytes]] = item.get("raw_attributes") or {}  # type: ignore[assignment]
@@ -284,3 +311,20 @@ def org_unit_path(dn: str) -> str:
         if attribute.strip().lower() == "ou":
             units.append(value.strip().replace("\\", ""))
     return "/" + "/".join(reversed(units))
+
+
+def normalize_ca_certificate(text: str) -> str:
+    """One or more PEM certificates to trust for a server, re-encoded; "" stays "".
+    ValueError (in words for a form) when it is not that."""
+    text = text.strip()
+    if not text:
+        return ""
+    if "PRIVATE KEY" in text:
+        raise ValueError("This is a private key; give the CA's public certificate (PEM).")
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise ValueError(
+            "This is not a PEM certificate (-----BEGIN CERTIFICATE----- ...)."
+        ) from None
+    return "".join(cert.public_bytes(serialization.Encoding.PEM).decode() for cert in certificates)

@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from connectors.ldap import normalize_ca_certificate
 from directory.models import AD_MAPPING, IdentitySource, JmlRule
 from identities.models import Platform
 
@@ -84,6 +85,11 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored in the vault; shown afterwards only as “stored”.",
     )
+    ca_certificate_file = forms.FileField(
+        label="CA certificate file",
+        required=False,
+        help_text="Upload the CA's certificate (PEM) instead of pasting it above.",
+    )
 
     class Meta:
         model = IdentitySource
@@ -92,7 +98,7 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
             "enabled",
             "ldap_url",
             "ldap_start_tls",
-            "ldap_verify_tls",
+            "ldap_ca_certificate",
             "ldap_bind_dn",
             "ldap_base_dn",
             "page_size",
@@ -123,8 +129,28 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
             raise forms.ValidationError("Use ldap://host:389 or ldaps://host:636.")
         return url
 
+    def clean_ldap_ca_certificate(self) -> str:
+        try:
+            return normalize_ca_certificate(str(self.cleaned_data.get("ldap_ca_certificate") or ""))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_ca_certificate_file(self) -> str:
+        upload = self.cleaned_data.get("ca_certificate_file")
+        if not upload:
+            return ""
+        if upload.size > 100_000:
+            raise forms.ValidationError("A CA certificate file is at most 100 KB.")
+        try:
+            return normalize_ca_certificate(upload.read().decode("ascii"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, ValueError) else "This is not a PEM file."
+            raise forms.ValidationError(message) from None
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        if cleaned.get("ca_certificate_file"):
+            cleaned["ldap_ca_certificate"] = cleaned["ca_certificate_file"]
         url = str(cleaned.get("ldap_url") or "")
         if cleaned.get("ldap_start_tls") and url.lower().startswith("ldaps://"):
             self.add_error("ldap_start_tls", "Choose LDAPS or StartTLS, not both.")

@@ -67,7 +67,13 @@ class IdentitySource(models.Model):
         "server URL", max_length=300, blank=True, help_text="ldap://host:389 or ldaps://host:636"
     )
     ldap_start_tls = models.BooleanField("StartTLS", default=False)
-    ldap_verify_tls = models.BooleanField("verify the server certificate", default=True)
+    # The server's certificate is always verified (there is no "ignore certificate"): against
+    # this CA when given (a company's own PKI), else against the system's trusted CAs.
+    ldap_ca_certificate = models.TextField(
+        "CA certificate",
+        blank=True,
+        help_text="PEM of the CA that issued the server's certificate; empty: the system's CAs",
+    )
     ldap_bind_dn = models.CharField("bind DN", max_length=500, blank=True)
     ldap_password_ref = models.CharField(max_length=300, blank=True, help_text="Vault reference")
     ldap_base_dn = models.CharField("base DN", max_length=500, blank=True)

@@ -2,7 +2,7 @@
 Directory API, LDAP/AD through ldap3; secrets come from the vault at the moment of use."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -164,8 +164,9 @@ class GoogleWorkspaceReader:
 
 
 class LdapReader:
-    """A paged search for users, then one for groups; memberships from the users' memberOf
-    or the groups' member attribute, as the mapping says."""
+    """A paged search for groups, then one for users; memberships from the users' memberOf
+    or the groups' member attribute, as the mapping says, with nested groups expanded: a
+    user in a group inside a group is a member of both."""
 
     def __init__(self, source: IdentitySource) -> None:
         self.source = source
@@ -187,11 +188,16 @@ class LdapReader:
                 url=source.ldap_url,
                 bind_dn=source.ldap_bind_dn,
                 start_tls=source.ldap_start_tls,
-                verify_tls=source.ldap_verify_tls,
+                ca_certificate=source.ldap_ca_certificate,
             ),
             password,
             name=f"Directory source {source.name}",
         )
+        # Group ref -> the groups it sits in directly; then, transitively (see _expand).
+        self._parents: dict[str, set[str]] = {}
+        self._ancestors: dict[str, frozenset[str]] = {}
+        # Group ref -> its member refs (membership_on="group" only).
+        self._members: dict[str, list[str]] = {}
 
     def close(self) -> None:
         self.directory.close()
@@ -199,6 +205,19 @@ class LdapReader:
     def batches(self) -> Iterator[Batch]:
         m = self.mapping
         page_size = max(1, self.source.page_size)
+        # Groups first: their nesting must be known to expand a user's memberships.
+        group_attributes = [m[key] for key in ("group_id", "group_name", "group_email") if m[key]]
+        group_attributes.append(
+            m["member_of"] if m["membership_on"] == "user" else m["group_member"]
+        )
+        for entries in self.directory.search_pages(
+            self.source.ldap_base_dn, m["group_filter"], group_attributes, page_size=page_size
+        ):
+            batch = Batch("groups")
+            for entry in entries:
+                self._add_group(batch, entry)
+            yield batch
+        self._expand()
         user_attributes = [
             m[key]
             for key in (
@@ -224,16 +243,35 @@ class LdapReader:
             for entry in entries:
                 self._add_user(batch, entry)
             yield batch
-        group_attributes = [m[key] for key in ("group_id", "group_name", "group_email") if m[key]]
-        if m["membership_on"] == "group":
-            group_attributes.append(m["group_member"])
-        for entries in self.directory.search_pages(
-            self.source.ldap_base_dn, m["group_filter"], group_attributes, page_size=page_size
-        ):
-            batch = Batch("groups")
-            for entry in entries:
-                self._add_group(batch, entry)
-            yield batch
+        if self._members:
+            yield Batch("memberships", memberships=self._group_memberships())
+
+    def _expand(self) -> None:
+        """Every group's ancestors (the groups it is in, directly or through others); a
+        cycle (A in B in A, which AD allows) ends where it started."""
+        for group in self._parents:
+            seen: set[str] = set()
+            todo = list(self._parents[group])
+            while todo:
+                parent = todo.pop()
+                if parent not in seen and parent != group:
+                    seen.add(parent)
+                    todo.extend(self._parents.get(parent, ()))
+            self._ancestors[group] = frozenset(seen)
+
+    def _with_ancestors(self, groups: Iterable[str]) -> set[str]:
+        found = set(groups)
+        for group in list(found):
+            found |= self._ancestors.get(group, frozenset())
+        return found
+
+    def _group_memberships(self) -> list[tuple[str, str]]:
+        pairs: list[tuple[str, str]] = []
+        for group, members in self._members.items():
+            for member in members:
+                if member not in self._members:  # a nested group is not a person
+                    pairs.extend((g, member) for g in self._with_ancestors([group]))
+        return pairs
 
     def _add_user(self, batch: Batch, entry: LdapEntry) -> None:
         m = self.mapping
@@ -275,9 +313,8 @@ class LdapReader:
             )
         )
         if m["membership_on"] == "user":
-            batch.memberships.extend(
-                (normalize_dn(group_dn), ref) for group_dn in entry.values(m["member_of"])
-            )
+            direct = (normalize_dn(group_dn) for group_dn in entry.values(m["member_of"]))
+            batch.memberships.extend((group, ref) for group in self._with_ancestors(direct))
 
     def _disabled(self, entry: LdapEntry) -> bool:
         m = self.mapping
@@ -307,7 +344,10 @@ class LdapReader:
                 email=entry.first(m["group_email"]).lower(),
             )
         )
-        if m["membership_on"] == "group":
-            batch.memberships.extend(
-                (ref, normalize_dn(member_dn)) for member_dn in entry.values(m["group_member"])
-            )
+        if m["membership_on"] == "user":
+            self._parents[ref] = {normalize_dn(dn) for dn in entry.values(m["member_of"])}
+        else:
+            members = [normalize_dn(dn) for dn in entry.values(m["group_member"])]
+            self._members[ref] = members
+            for member in members:
+                self._parents.setdefault(member, set()).add(ref)

@@ -59,7 +59,7 @@ def source_create(request: HttpRequest, kind: str) -> HttpResponse:
     form_class = SOURCE_FORMS.get(kind)
     if form_class is None:
         raise Http404("No such kind of source")
-    form = form_class(request.POST) if request.method == "POST" else form_class()
+    form = form_class(request.POST, request.FILES) if request.method == "POST" else form_class()
     if request.method == "POST" and form.is_valid():
         fields = {name: form.cleaned_data[name] for name in form._meta.fields or ()}
         extra: dict[str, Any] = {}
@@ -87,7 +87,7 @@ def source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_source_or_404(source_id)
     form_class = SOURCE_FORMS[source.kind]
     if request.method == "POST":
-        form = form_class(request.POST, instance=source)
+        form = form_class(request.POST, request.FILES, instance=source)
     else:
         form = form_class(instance=source)
     if request.method == "POST" and form.is_valid():

@@ -8,6 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
+from assets.queries import list_org_unit_paths
 from identities.models import Identity, IdentityProvider, IdentityType, Platform
 from identities.services import IdentityInput
 
@@ -106,6 +107,15 @@ class HumanInteractiveForm(DomainEmailMixin, IdentityForm):
         path = str(self.cleaned_data.get("org_unit_path") or "/").strip()
         if not path.startswith("/"):
             raise ValidationError('An org unit path starts with "/", e.g. /Engineering.')
+        platform = self.cleaned_data.get("platform")
+        if platform is not None and platform.is_google_workspace:
+            # Google refuses an unknown org unit only when the job runs; say it now when asset
+            # discovery has told us which ones exist.
+            known = list_org_unit_paths(platform)
+            if known is not None and path.rstrip("/").lower() not in known | {""}:
+                raise ValidationError(
+                    f"{platform.name} has no org unit {path} (as of its last asset discovery)."
+                )
         return path
 
     def clean_platform(self) -> Platform:

@@ -103,6 +103,16 @@ class AssetInventory:
         }
         return self.put("orgunits", unit_id, unit)
 
+    def has_org_unit(self, path: str) -> bool:
+        """Whether the customer has this org unit; Google compares paths case-insensitively."""
+        if path == "/":
+            return True
+        wanted = path.rstrip("/").lower()
+        with self._lock:
+            return any(
+                unit["orgUnitPath"].lower() == wanted for unit in self._items["orgunits"].values()
+            )
+
     def add_domain(self, name: str, *, primary: bool = False) -> dict[str, Any]:
         domain: dict[str, Any] = {
             "kind": "admin#directory#domain",

@@ -48,6 +48,12 @@ GROUP_SERVED_METHODS = {
     "members": ("list", "insert", "delete"),
 }
 HASH_FUNCTIONS = frozenset({"MD5", "SHA-1", "crypt"})
+# Google's password rule: 8 to 100 characters, printable ASCII.
+PASSWORD_LENGTH = (8, 100)
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+# The discovery document types these "any"; Google's reference says what they are: lists of
+# objects, but for gender and notes, single objects.
+_ANY_AS_OBJECT = frozenset({"gender", "notes"})
 TOKEN_LIFETIME_SECONDS = 3600
 _EMAIL = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+)$")
 
@@ -105,6 +111,8 @@ class Route:
     pattern: re.Pattern[str]
     parameters: dict[str, Any]
     scopes: frozenset[str]
+    # The discovery schema of the answer ("User", "Users", ...): what a fields mask may name.
+    response: str = ""
 
 
 def discovery_routes() -> list[Route]:
@@ -123,6 +131,7 @@ def discovery_routes() -> list[Route]:
                     pattern=re.compile(regex + "$"),
                     parameters=method.get("parameters", {}),
                     scopes=frozenset(method["scopes"]),
+                    response=method.get("response", {}).get("$ref", ""),
                 )
             )
     return routes
@@ -142,6 +151,7 @@ def extra_routes() -> list[Route]:
 # reason -> (domain, Google's usual message)
 _REASONS: dict[str, tuple[str, str]] = {
     "parseError": ("global", "Invalid JSON payload received."),
+    "invalidParameter": ("global", "Invalid parameter"),
     "invalid": ("global", "Invalid Input"),
     "badRequest": ("global", "Bad Request"),
     "required": ("global", "Login Required."),
@@ -288,6 +298,35 @@ def _numeric_id() -> str:
     return "1" + "".join(str(secrets.randbelow(10)) for _ in range(20))
 
 
+def _typed_as(spec: dict[str, Any], name: str, value: Any) -> bool:
+    kind = spec.get("type")
+    if "$ref" in spec or kind == "object":
+        return isinstance(value, dict)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if kind == "any":
+        if name in _ANY_AS_OBJECT:
+            return isinstance(value, dict)
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+    return True
+
+
+def _type_label(spec: dict[str, Any], name: str) -> str:
+    """How Google's error names the expected type: TYPE_STRING, TYPE_BOOL, a message type."""
+    kind = spec.get("type")
+    if kind == "boolean":
+        return "TYPE_BOOL"
+    if kind == "string":
+        return "TYPE_STRING"
+    if "$ref" in spec:
+        return f"type.googleapis.com/admin.directory.{spec['$ref']}"
+    return f"repeated {name}" if name not in _ANY_AS_OBJECT else name
+
+
 class Directory:
     """The users of one customer, in memory. Every public method holds the lock."""
 
@@ -298,6 +337,8 @@ class Directory:
         self._users: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, str] = {}  # lowercased primary email or alias -> id
         self._passwords: dict[str, tuple[str, str | None]] = {}  # id -> (password, hashFunction)
+        # Whether the customer has an org unit at a path; the sandbox wires in its inventory.
+        self.has_org_unit: Callable[[str], bool] = lambda path: path == "/"
 
     def _email_in_domain(self, value: object) -> str:
         if not isinstance(value, str) or not (match := _EMAIL.match(value.strip())):
@@ -313,24 +354,50 @@ class Directory:
         return self._users[user_id]
 
     def _check(self, body: dict[str, Any]) -> None:
-        """Refuse a bad body before anything changes, so a 400 never leaves half an update."""
+        """Refuse a bad body before anything changes, so a 400 never leaves half an update:
+        unknown fields, wrong types, an org unit the customer lacks, a password Google
+        would not take. Messages are Google's."""
         for name, value in body.items():
-            spec = USER_PROPERTIES.get(name, {})
-            if ("$ref" in spec and not isinstance(value, dict)) or (
-                value is not None
-                and (
-                    (spec.get("type") == "boolean" and not isinstance(value, bool))
-                    or (spec.get("type") == "string" and not isinstance(value, str))
+            spec = USER_PROPERTIES.get(name)
+            if spec is None:
+                raise GoogleApiError(
+                    400,
+                    "invalid",
+                    f"Invalid JSON payload received. Unknown name \"{name}\" at 'user': "
+                    "Cannot find field.",
                 )
-            ):
-                raise _invalid(name)
-        if "orgUnitPath" in body and not str(body["orgUnitPath"] or "").startswith("/"):
-            raise _invalid("INVALID_OU_ID")
+            if value is not None and not _typed_as(spec, name, value):
+                raise GoogleApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value at 'user.{name}' ({_type_label(spec, name)}), "
+                    f"{json.dumps(value)[:100]}",
+                )
+        if "name" in body and isinstance(body["name"], dict):
+            for part, value in body["name"].items():
+                known = DISCOVERY["schemas"]["UserName"]["properties"]
+                if part not in known:
+                    raise GoogleApiError(
+                        400,
+                        "invalid",
+                        f'Invalid JSON payload received. Unknown name "{part}" at '
+                        "'user.name': Cannot find field.",
+                    )
+                if value is not None and not isinstance(value, str):
+                    raise _invalid(f"name.{part}")
+        if "orgUnitPath" in body:
+            path = str(body["orgUnitPath"] or "")
+            if not path.startswith("/") or not self.has_org_unit(path):
+                raise _invalid("INVALID_OU_ID")
         if "password" in body:
             password, hash_function = body["password"], body.get("hashFunction")
             if hash_function is not None and hash_function not in HASH_FUNCTIONS:
                 raise _invalid("hashFunction")
-            if not isinstance(password, str) or (hash_function is None and len(password) < 8):
+            low, high = PASSWORD_LENGTH
+            if not isinstance(password, str) or (
+                hash_function is None
+                and not (low <= len(password) <= high and _PRINTABLE_ASCII.match(password))
+            ):
                 raise GoogleApiError(400, "invalid", "Invalid Password")
 
     def _apply(self, user: dict[str, Any], body: dict[str, Any]) -> None:
@@ -759,13 +826,37 @@ def _apply_fields(body: dict[str, Any], mask: str) -> dict[str, Any]:
     ``nextPageToken,groups(id,email)``. An empty mask keeps everything."""
     if not mask.strip():
         return body
+    return cast(dict[str, Any], _select(body, _mask_tree(mask)))
+
+
+def _mask_tree(mask: str) -> dict[str, Any]:
+    compact = mask.replace(" ", "")
     try:
-        tree, rest = _parse_mask(mask.replace(" ", ""), 0)
+        tree, rest = _parse_mask(compact, 0)
     except (IndexError, ValueError):
         tree, rest = {}, -1
-    if rest != len(mask.replace(" ", "")):
+    if rest != len(compact):
         raise _invalid(f"fields mask {mask}")
-    return cast(dict[str, Any], _select(body, tree))
+    return tree
+
+
+def check_fields_mask(mask: str, schema: str) -> None:
+    """Refuse a fields mask naming what the answer's schema lacks, as Google does (400
+    invalidParameter "Invalid field selection foo"); sub-fields of untyped ("any") values
+    are not checked."""
+    if mask.strip():
+        _check_mask_names(_mask_tree(mask), schema)
+
+
+def _check_mask_names(tree: dict[str, Any], schema: str) -> None:
+    properties = DISCOVERY["schemas"].get(schema, {}).get("properties", {})
+    for name, sub in tree.items():
+        spec = properties.get(name)
+        if spec is None:
+            raise GoogleApiError(400, "invalidParameter", f"Invalid field selection {name}")
+        target = spec.get("$ref") or (spec.get("items") or {}).get("$ref")
+        if sub and target:
+            _check_mask_names(sub, target)
 
 
 def _parse_mask(mask: str, at: int) -> tuple[dict[str, Any], int]:
@@ -971,6 +1062,7 @@ class GoogleDirectorySandbox(ServedInThread):
         host: str = "127.0.0.1",
         port: int = 0,
         customer_id: str | None = None,
+        org_units: Iterable[str] = (),
     ) -> None:
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         self.directory = Directory(
@@ -988,6 +1080,9 @@ class GoogleDirectorySandbox(ServedInThread):
         self.reports = ActivityReports(self)
         self.assets = AssetInventory(self)
         self.routes = [*self.routes, *self.reports.routes, *self.assets.routes]
+        self.directory.has_org_unit = self.assets.has_org_unit
+        for path in org_units:
+            self.add_org_unit(path)
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str, RSAPublicKey]] = {}  # private_key_id -> (email, key)
         self._tokens: dict[str, _Token] = {}
@@ -1010,6 +1105,15 @@ class GoogleDirectorySandbox(ServedInThread):
         """Grant tokens to an existing sandbox key too (one kept from an earlier run)."""
         with self._lock:
             self._keys[key["private_key_id"]] = (key["client_email"], public_key_of(key))
+
+    def add_org_unit(self, path: str) -> None:
+        """Give the customer an org unit (and its parents), as an admin would in the console;
+        users.insert and users.update refuse any other orgUnitPath."""
+        parts = [part for part in path.strip("/").split("/") if part]
+        for depth in range(1, len(parts) + 1):
+            partial = "/" + "/".join(parts[:depth])
+            if not self.assets.has_org_unit(partial):
+                self.assets.add_org_unit(partial)
 
     def password_of(self, user_key: str) -> str | None:
         """The last password the API received for a user; never served over HTTP."""
@@ -1075,6 +1179,8 @@ class GoogleDirectorySandbox(ServedInThread):
                 self._calls.append(route.name)
             self._authorize(route, headers.get("authorization", ""))
             _check_parameters(route, query)
+            if route in ROUTES and route.response:
+                check_fields_mask(query.get("fields", ""), route.response)
             self.rate_limit.check()
             fault = self.faults.take(route.name)
             if fault is not None:
@@ -1084,7 +1190,10 @@ class GoogleDirectorySandbox(ServedInThread):
                     raise GoogleApiError(503)
                 if fault.status is not None:
                     raise GoogleApiError(fault.status, fault.reason, fault.message)
-            return self._call(route, path_parameters, query, raw)
+            reply = self._call(route, path_parameters, query, raw)
+            if route in ROUTES and isinstance(reply.body, dict) and query.get("fields"):
+                return Reply(reply.status, _apply_fields(reply.body, query["fields"]))
+            return reply
         except GoogleApiError as exc:
             return Reply(exc.status, exc.body())
 
@@ -1300,16 +1409,28 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests and `make run` read the calls() log instead of stderr."""
 
 
+# The org units `make run`'s sandbox starts with.
+DEMO_ORG_UNITS = (
+    "/Engineering/Platform",
+    "/Sales",
+    "/Contractors",
+    "/Staff/Research",
+    "/Staff/Sales",
+)
+
+
 def start(
     domains: Sequence[str] = ("example.com",),
     *,
     host: str = "127.0.0.1",
     port: int = 0,
     customer_id: str | None = None,
+    org_units: Iterable[str] = (),
 ) -> GoogleDirectorySandbox:
-    """A sandbox serving in a daemon thread (port 0: a free port); call shutdown() when done."""
+    """A sandbox serving in a daemon thread (port 0: a free port); call shutdown() when done.
+    ``org_units``: the customer's org units besides "/" (parents are added too)."""
     return GoogleDirectorySandbox(
-        domains, host=host, port=port, customer_id=customer_id
+        domains, host=host, port=port, customer_id=customer_id, org_units=org_units
     ).serve_in_thread()
 
 
@@ -1340,9 +1461,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=429,
         help="429 rateLimitExceeded, or 403 userRateLimitExceeded",
     )
+    parser.add_argument(
+        "--org-unit",
+        action="append",
+        dest="org_units",
+        help=f"an org unit it has (repeatable; default: {', '.join(DEMO_ORG_UNITS)})",
+    )
     args = parser.parse_args(argv)
     sandbox = GoogleDirectorySandbox(
-        args.domains or ["example.com"], host=args.host, port=args.port
+        args.domains or ["example.com"],
+        host=args.host,
+        port=args.port,
+        org_units=args.org_units or DEMO_ORG_UNITS,
     )
     if args.rate_limit:
         sandbox.set_rate_limit(

@@ -85,6 +85,13 @@ class SamlSettingsForm(forms.Form):
         help_text="Off: only answers to a sign-in started from AccessHive are accepted",
     )
 
+    accept_signed_response = forms.BooleanField(
+        required=False,
+        label="Accept a signed response whose signature covers the assertion",
+        help_text="Off: the assertion itself must be signed. Turn on for identity providers "
+        "that sign only the whole response",
+    )
+
     @classmethod
     def from_settings(cls, config: SamlSettings) -> "SamlSettingsForm":
         initial: dict[str, Any] = {

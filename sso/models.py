@@ -35,6 +35,13 @@ class SamlSettings(models.Model):
         max_length=16, choices=DefaultRole.choices, default=DefaultRole.REFUSE, blank=True
     )
     allow_idp_initiated = models.BooleanField(default=False)
+    # Off: the assertion itself must be signed. On: a signed Response (whose signature covers
+    # the assertion inside it) is enough, as some IdPs sign only that.
+    accept_signed_response = models.BooleanField(default=False)
+    # AccessHive's own key pair as a service provider: it signs AuthnRequests, logout messages
+    # and the metadata, and decrypts encrypted assertions. The private key is in the vault.
+    sp_certificate = models.TextField("SP certificate", blank=True)
+    sp_key_ref = models.CharField(max_length=300, blank=True, help_text="Vault reference")
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

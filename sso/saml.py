@@ -27,6 +27,7 @@ from onelogin.saml2.idp_metadata_parser import (  # type: ignore[import-untyped]
     OneLogin_Saml2_IdPMetadataParser,
 )
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request  # type: ignore[import-untyped]
+from onelogin.saml2.metadata import OneLogin_Saml2_Metadata  # type: ignore[import-untyped]
 from onelogin.saml2.response import OneLogin_Saml2_Response  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
 from onelogin.saml2.utils import OneLogin_Saml2_Utils  # type: ignore[import-untyped]
@@ -142,7 +143,21 @@ def cookie_path() -> str:
     return posixpath.commonpath([reverse("sso:login"), reverse("sso:acs")])
 
 
-def toolkit_settings(config: SamlSettings, sp: ServiceProvider) -> dict[str, Any]:
+class _MetadataWithEncryptionKey(OneLogin_Saml2_Metadata):  # type: ignore[misc]
+    """Our metadata names the SP certificate for encryption too, so an IdP may encrypt
+    assertions to us, without the toolkit then requiring that every assertion be encrypted."""
+
+    @classmethod
+    def add_x509_key_descriptors(
+        cls, metadata: Any, cert: Any = None, add_encryption: bool = True
+    ) -> Any:
+        return super().add_x509_key_descriptors(metadata, cert, True)
+
+
+def toolkit_settings(config: SamlSettings, sp: ServiceProvider, sp_key: str = "") -> dict[str, Any]:
+    """The toolkit's settings. ``sp_key``: AccessHive's SP private key (PEM, from the vault)
+    when it has one; then requests, logout messages and the metadata are signed with it, and
+    encrypted assertions are decrypted with it."""
     idp: dict[str, Any] = {
         "entityId": config.idp_entity_id,
         "singleSignOnService": {
@@ -155,6 +170,7 @@ def toolkit_settings(config: SamlSettings, sp: ServiceProvider) -> dict[str, Any
             "url": config.idp_slo_url,
             "binding": OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT,
         }
+    signing = bool(sp_key and config.sp_certificate)
     certificates = split_certificates(config.idp_x509_cert)
     if len(certificates) > 1:
         idp["x509certMulti"] = {"signing": certificates}
@@ -174,17 +190,22 @@ def toolkit_settings(config: SamlSettings, sp: ServiceProvider) -> dict[str, Any
                 "binding": OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT,
             },
             "NameIDFormat": OneLogin_Saml2_Constants.NAMEID_UNSPECIFIED,
-            "x509cert": "",
-            "privateKey": "",
+            "x509cert": config.sp_certificate if signing else "",
+            "privateKey": sp_key if signing else "",
         },
         "idp": idp,
         "security": {
-            # The assertion must be signed; a signed Response around it is checked too.
-            "wantAssertionsSigned": True,
+            # The assertion must be signed (a signed Response around it is checked too), unless
+            # the admin accepts a signed Response alone: then at least one of the two must be
+            # signed (the toolkit refuses a response with no signature at all).
+            "wantAssertionsSigned": not config.accept_signed_response,
             "wantMessagesSigned": False,
-            "authnRequestsSigned": False,
-            "logoutRequestSigned": False,
-            "logoutResponseSigned": False,
+            "authnRequestsSigned": signing,
+            "logoutRequestSigned": signing,
+            "logoutResponseSigned": signing,
+            "signMetadata": signing,
+            "signatureAlgorithm": OneLogin_Saml2_Constants.RSA_SHA256,
+            "digestAlgorithm": OneLogin_Saml2_Constants.SHA256,
             "wantNameId": True,
             # Some IdPs send the email as the NameID and no attributes at all.
             "wantAttributeStatement": False,
@@ -198,9 +219,22 @@ def toolkit_settings(config: SamlSettings, sp: ServiceProvider) -> dict[str, Any
     }
 
 
+def _sp_key(config: SamlSettings) -> str:
+    """The SP private key, read from the vault at the moment of use; "" when there is none."""
+    if not config.sp_key_ref:
+        return ""
+    from vault.backends import get_vault
+    from vault.base import SecretRef
+
+    ref = SecretRef.parse(config.sp_key_ref)
+    return get_vault().read(ref.path, ref.version)["private_key"]
+
+
 def _toolkit(config: SamlSettings, request: HttpRequest) -> OneLogin_Saml2_Settings:
     try:
-        return OneLogin_Saml2_Settings(toolkit_settings(config, service_provider(request)))
+        toolkit = OneLogin_Saml2_Settings(
+            toolkit_settings(config, service_provider(request), _sp_key(config))
+        )
     except OneLogin_Saml2_Error as exc:
         raise SignInRefused(
             "not_configured",
@@ -208,13 +242,18 @@ def _toolkit(config: SamlSettings, request: HttpRequest) -> OneLogin_Saml2_Setti
             "identity provider's URLs and certificate in Settings > Single sign-on)",
             status=400,
         ) from exc
+    toolkit.metadata_class = _MetadataWithEncryptionKey
+    return toolkit
 
 
 def metadata_xml(config: SamlSettings, request: HttpRequest) -> str:
-    """Our SP metadata; it needs nothing of the IdP, so an admin can hand it over first."""
+    """Our SP metadata (signed, with our certificate for signing and encryption, once there
+    is an SP key); it needs nothing of the IdP, so an admin can hand it over first."""
     toolkit = OneLogin_Saml2_Settings(
-        toolkit_settings(config, service_provider(request)), sp_validation_only=True
+        toolkit_settings(config, service_provider(request), _sp_key(config)),
+        sp_validation_only=True,
     )
+    toolkit.metadata_class = _MetadataWithEncryptionKey
     metadata = toolkit.get_sp_metadata()
     return metadata.decode() if isinstance(metadata, bytes) else str(metadata)
 
@@ -239,6 +278,15 @@ def verify_response(config: SamlSettings, request: HttpRequest, encoded: str) ->
     data = request_data(request)
     try:
         response = OneLogin_Saml2_Response(toolkit, encoded)
+    except OneLogin_Saml2_Error as exc:
+        if exc.code == OneLogin_Saml2_Error.PRIVATE_KEY_NOT_FOUND:
+            key, reason = _REASONS[OneLogin_Saml2_ValidationError.NO_ENCRYPTED_ASSERTION]
+            raise SignInRefused(key, reason) from exc
+        raise SignInRefused(
+            "malformed",
+            "the identity provider's answer is not a readable SAML response",
+            status=400,
+        ) from exc
     except Exception as exc:  # base64, XML and DTD errors each have their own type
         raise SignInRefused(
             "malformed",
@@ -264,13 +312,14 @@ def _verified(response: Any) -> VerifiedAssertion:
         raise SignInRefused(
             "no_audience", "the assertion does not say which service it is meant for (audience)"
         )
-    usable_until = _usable_until(response.document)
+    usable_until = _usable_until(_assertion_document(response))
     if usable_until is None:
         raise SignInRefused(
             "no_expiry", "the assertion has no expiry time (NotOnOrAfter), so it could be replayed"
         )
     in_response_to = {response.get_in_response_to()} | {
-        node.get("InResponseTo") for node in _subject_confirmation_data(response.document)
+        node.get("InResponseTo")
+        for node in _subject_confirmation_data(_assertion_document(response))
     }
     in_response_to.discard(None)
     if len(in_response_to) > 1:
@@ -291,6 +340,11 @@ def _verified(response: Any) -> VerifiedAssertion:
         attributes=_text_values(response.get_attributes()),
         friendly_attributes=_friendly_attributes(response),
     )
+
+
+def _assertion_document(response: Any) -> Any:
+    """The response with its assertion readable: decrypted when it came encrypted."""
+    return response.decrypted_document if response.encrypted else response.document
 
 
 def _friendly_attributes(response: Any) -> dict[str, list[str]]:
@@ -440,18 +494,52 @@ _REASONS: dict[int, tuple[str, str]] = {
     ),
     OneLogin_Saml2_ValidationError.NO_ENCRYPTED_ASSERTION: (
         "encryption",
-        "the response is encrypted, which AccessHive is not set up for; turn assertion "
-        "encryption off at the identity provider",
+        "the assertion is encrypted and AccessHive has no SP key to decrypt it; run "
+        "manage.py sso_generate_sp_key and give the identity provider the new metadata, or "
+        "turn assertion encryption off there",
     ),
     OneLogin_Saml2_ValidationError.ENCRYPTED_ATTRIBUTES: (
         "encryption",
-        "the response is encrypted, which AccessHive is not set up for; turn assertion "
-        "encryption off at the identity provider",
+        "the identity provider encrypted single attributes, which AccessHive does not read; "
+        "encrypt the whole assertion instead, or nothing",
     ),
 }
 
 
+# What an XML-signature-wrapping attack trips: a signature that covers another element than
+# the one read, moved, duplicated or extra signed elements, more than one assertion.
+_WRAPPING_CODES = frozenset(
+    {
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_ASSERTIONS,
+        OneLogin_Saml2_ValidationError.WRONG_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.ID_NOT_FOUND_IN_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_ID_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.INVALID_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_REFERENCE_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.UNEXPECTED_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_RESPONSE,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_ASSERTION,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES,
+    }
+)
+TAMPERING = "tampering"
+_TAMPERING_REASON = (
+    "the response was rearranged around the identity provider's signature (several "
+    "assertions, or a signed part moved or copied): a forgery attempt, not a faulty IdP"
+)
+
+
+def _looks_wrapped(document: Any) -> bool:
+    """More than one assertion anywhere, or an element ID twice: no honest IdP sends that,
+    whatever check (the schema's, often) failed first."""
+    assertions = OneLogin_Saml2_XML.query(document, "//saml:Assertion | //saml:EncryptedAssertion")
+    ids = [node.get("ID") for node in OneLogin_Saml2_XML.query(document, "//*[@ID]")]
+    return len(assertions) > 1 or len(ids) != len(set(ids))
+
+
 def _refusal(code: int, response: Any, data: dict[str, Any]) -> SignInRefused:
+    if code in _WRAPPING_CODES or _looks_wrapped(response.document):
+        return SignInRefused(TAMPERING, _TAMPERING_REASON, status=400)
     if code == OneLogin_Saml2_ValidationError.STATUS_CODE_IS_NOT_SUCCESS:
         status = OneLogin_Saml2_Utils.get_status(response.document).get("code") or ""
         return SignInRefused(
@@ -472,7 +560,7 @@ def _refusal(code: int, response: Any, data: dict[str, Any]) -> SignInRefused:
 def _subject_confirmation_refusal(response: Any, data: dict[str, Any]) -> SignInRefused:
     """The toolkit says only that no SubjectConfirmation fit; say which part did not."""
     acs_url = OneLogin_Saml2_Utils.get_self_url_no_query(data)
-    nodes = _subject_confirmation_data(response.document)
+    nodes = _subject_confirmation_data(_assertion_document(response))
     now = OneLogin_Saml2_Utils.now()
     if nodes and all(
         node.get("Recipient") and acs_url not in node.get("Recipient") for node in nodes

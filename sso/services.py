@@ -1,10 +1,15 @@
 """SAML single sign-on of AccessHive's own users: settings, sign-in, sign-out."""
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth.models import User
@@ -24,6 +29,7 @@ from sso.errors import SignInRefused
 from sso.models import SINGLE_ROW_ID, SamlSettings, UsedAssertion
 from trail.origin import Origin, acting_from, client_ip
 from trail.services import record
+from vault.backends import get_vault
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 USERNAME_MAX_LENGTH = 150  # django.contrib.auth's User.username
 SETTINGS_FIELDS = (
     "enabled",
+    "accept_signed_response",
     "idp_entity_id",
     "idp_sso_url",
     "idp_slo_url",
@@ -104,6 +111,41 @@ def update_settings(*, actor: Any, **values: Any) -> SamlSettings:
     return row
 
 
+SP_KEY_PATH = "sso/sp-key"
+SP_CERTIFICATE_YEARS = 3
+
+
+@transaction.atomic
+def generate_sp_key(*, actor: Any, common_name: str = "AccessHive SAML SP") -> SamlSettings:
+    """A new SP key pair: the private key to the vault, the certificate on the settings.
+    From then on AuthnRequests, logout messages and the metadata are signed, and encrypted
+    assertions are decrypted; the IdP needs the new metadata (or certificate)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = timezone.now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * SP_CERTIFICATE_YEARS))
+        .sign(key, hashes.SHA256())
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    ref = get_vault().write(SP_KEY_PATH, {"private_key": private_pem})
+    row, _ = SamlSettings.objects.select_for_update().get_or_create(pk=SINGLE_ROW_ID)
+    row.sp_certificate = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    row.sp_key_ref = str(ref)
+    row.updated_by = actor if getattr(actor, "is_authenticated", False) else None
+    row.save()
+    record("sso.settings_changed", actor=actor, target=row, changed=["sp_certificate"])
+    return row
+
+
 def get_metadata_xml(request: HttpRequest) -> str:
     return saml.metadata_xml(get_settings(), request)
 
@@ -143,7 +185,10 @@ def sign_in(
                 extra={"reason": refusal.code, "email": refusal.email or None},
             )
             record(
-                "user.sign_in_refused",
+                # A forgery attempt stands out on the trail from a faulty or stale response.
+                "user.sign_in_tampering"
+                if refusal.code == saml.TAMPERING
+                else "user.sign_in_refused",
                 actor=None,
                 target_label=refusal.email,
                 reason=refusal.reason,

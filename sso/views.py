@@ -166,5 +166,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         "config": config,
         "sp": saml.service_provider(request),
         "certificates": saml.describe_certificates(config.idp_x509_cert),
+        "sp_certificates": saml.describe_certificates(config.sp_certificate),
     }
     return render(request, "sso/settings.html", context, status=status)

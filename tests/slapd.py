@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import ldap3
-import pytest
+
+from tests.servers import free_port, missing, stop
 
 BASE_DN = "dc=example,dc=com"
 ADMIN_DN = f"cn=admin,{BASE_DN}"
@@ -72,18 +73,11 @@ def slapd_binary() -> str | None:
 def require_slapd() -> str:
     """The slapd binary; skip (or, in CI, fail) with the reason when it is not installed."""
     binary = slapd_binary()
-    if binary is not None and SCHEMA_DIR.is_dir():
-        return binary
-    reason = "needs OpenLDAP slapd (apt-get install slapd ldap-utils; .ci/run installs it)"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"CI must run the LDAP tests, but this one {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    if binary is None or not SCHEMA_DIR.is_dir():
+        missing(
+            "LDAP", "needs OpenLDAP slapd (apt-get install slapd ldap-utils; .ci/run installs it)"
+        )
+    return binary
 
 
 class Slapd:
@@ -140,15 +134,7 @@ class Slapd:
         return (self.root / "slapd.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if hasattr(self, "log"):
-            self.log.close()
+        stop(self.process, getattr(self, "log", None))
         shutil.rmtree(self.root, ignore_errors=True)
 
     # Data.

@@ -31,7 +31,7 @@ def control(base_url: str, method: str, body: Any = None) -> int:
 
 @pytest.fixture
 def sandbox():
-    server = start(["example.com"])
+    server = start(["example.com"], org_units=["/Engineering", "/Alumni"])
     yield server
     server.shutdown()
 

@@ -112,6 +112,24 @@ def test_memberships_can_be_read_from_the_groups_member_attribute(slapd, people)
     assert memberships(source) == {("ada", "research"), ("bob", "research"), ("carol", "sales")}
 
 
+def test_nested_groups_from_the_member_attribute_are_expanded(slapd, people) -> None:
+    slapd.add_group("everyone", [RESEARCH, people["carol"]])
+    source = ldap_source(slapd, membership_on="group", member_of="")
+
+    job = sync(source)
+
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    # Ada and Bob are in research, which is inside everyone.
+    assert memberships(source) == {
+        ("ada", "research"),
+        ("bob", "research"),
+        ("carol", "sales"),
+        ("ada", "everyone"),
+        ("bob", "everyone"),
+        ("carol", "everyone"),
+    }
+
+
 def test_a_second_sync_with_no_changes_makes_no_events(slapd, people) -> None:
     source = ldap_source(slapd)
     sync(source)

@@ -4,6 +4,7 @@ the brake override), progress, the rule, events with their dry-run outcome, the 
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from directory.models import DirectoryEvent, DirectoryUser, IdentitySource, JmlR
 from identities.models import Platform
 from jobs.models import Job, JobType, Trigger
 from tests.factories import PASSWORD, make_user
+from tests.samba_ad import CertificateAuthority
 from vault.backends import get_vault
 from vault.base import SecretRef
 
@@ -21,7 +23,6 @@ LDAP_FORM = {
     "name": "Corp AD",
     "enabled": "on",
     "ldap_url": "ldaps://dc1.example.com:636",
-    "ldap_verify_tls": "on",
     "ldap_bind_dn": "CN=svc-accesshive,OU=Service,DC=example,DC=com",
     "bind_password": "s3cret-bind-password",
     "ldap_base_dn": "DC=example,DC=com",
@@ -319,3 +320,29 @@ def test_source_list_shows_each_source_with_its_last_run(client, admin, source) 
     assert "1234" in page
     assert "Committed" in page
     assert 'href="/directory/"' in page  # the nav link
+
+
+def test_the_ca_certificate_is_pasted_or_uploaded_and_checked(client, admin) -> None:
+    ca = CertificateAuthority("Corp Root CA").pem
+    url = reverse("directory:source-create", args=["ldap"])
+
+    refused = client.post(url, {**LDAP_FORM, "ldap_ca_certificate": "not a certificate"})
+    assert refused.status_code == 200
+    assert "This is not a PEM certificate" in refused.content.decode()
+    key = client.post(
+        url, {**LDAP_FORM, "ldap_ca_certificate": "-----BEGIN PRIVATE KEY-----\nAAAA\n"}
+    )
+    assert "This is a private key" in key.content.decode()
+    assert not IdentitySource.objects.exists()
+
+    upload = SimpleUploadedFile("corp-root-ca.pem", ca.encode(), "application/x-pem-file")
+    response = client.post(url, {**LDAP_FORM, "ca_certificate_file": upload})
+
+    assert response.status_code == 302
+    source = IdentitySource.objects.get()
+    assert source.ldap_ca_certificate == ca
+    detail = client.get(response["Location"]).content.decode()
+    assert "certificate checked against the source's own CA" in detail
+    # There is no way to switch certificate checking off.
+    form = client.get(reverse("directory:source-edit", args=[source.pk])).content.decode()
+    assert "verify" not in form.lower()

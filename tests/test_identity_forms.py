@@ -2,6 +2,7 @@
 duplicates, and what each form hands to the service."""
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.forms.utils import ErrorDict
 from django.utils.datastructures import MultiValueDict
 
+from assets import services as asset_services
 from identities.forms import (
     IDENTITY_FORMS,
     MAX_KEY_BYTES,
@@ -17,7 +19,10 @@ from identities.forms import (
     PlatformForm,
 )
 from identities.models import IdentityType, Platform
+from jobs.models import JobStatus
+from sandbox import google_directory
 from tests import factories
+from tests.inline import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -302,3 +307,44 @@ def test_platform_and_provider_forms_do_not_render_their_secrets() -> None:
     assert not provider.is_valid()
     assert SECRET not in platform.as_div()
     assert SECRET not in provider.as_div()
+
+
+@pytest.fixture
+def discovered() -> Iterator[Platform]:
+    """A Google Workspace platform whose org units asset discovery has listed from the
+    sandbox: /Engineering and /Engineering/Platform."""
+    server = google_directory.start(["example.com"], org_units=["/Engineering/Platform"])
+    platform = factories.make_sandbox_platform(server)
+    platform.identity_provider = factories.make_identity_provider()
+    platform.save()
+    job, _ = asset_services.discover_now(platform, actor=None)
+    assert deliver(job).status == JobStatus.COMPLETED
+    yield platform
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/Engineering/Platform", None),
+        ("/engineering", None),  # Google compares org unit paths case-insensitively
+        ("/", None),
+        ("/Engneering", "has no org unit /Engneering (as of its last asset discovery)."),
+    ],
+)
+def test_org_unit_path_is_checked_against_the_discovered_org_units(discovered, path, error):
+    data = factories.identity_form_data(IdentityType.HUMAN_INTERACTIVE, discovered, SECRET)
+    data["org_unit_path"] = path
+
+    form = bind(IdentityType.HUMAN_INTERACTIVE, data)
+
+    if error is None:
+        assert form.errors == {}
+    else:
+        assert form.errors == {"org_unit_path": [f"{discovered.name} {error}"]}
+
+
+def test_org_unit_path_is_not_checked_before_any_discovery(gws) -> None:
+    data = factories.identity_form_data(IdentityType.HUMAN_INTERACTIVE, gws, SECRET)
+    data["org_unit_path"] = "/Anything/Goes"
+    assert bind(IdentityType.HUMAN_INTERACTIVE, data).errors == {}

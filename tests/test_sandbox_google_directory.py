@@ -91,7 +91,7 @@ def ada(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def sandbox():
-    server = start(["example.com"])
+    server = start(["example.com"], org_units=["/Engineering", "/Alumni", "/Staff"])
     yield server
     server.shutdown()
 
@@ -359,3 +359,137 @@ def test_runs_as_a_command_and_writes_a_key_for_itself(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- refusing what Google refuses -----------------------------------------------------------
+
+
+def test_an_unknown_org_unit_is_refused_and_a_known_one_taken(sandbox, token):
+    status, body = call(
+        sandbox.base_url, "POST", USERS, ada(orgUnitPath="/Engneering"), token=token
+    )
+    assert (status, body) == (400, google_error(400, "Invalid Input: INVALID_OU_ID", "invalid"))
+    assert sandbox.users() == []  # nothing half-made
+
+    sandbox.add_org_unit("/Engineering/Platform/Infra")  # and its parents
+    status, user = call(
+        sandbox.base_url, "POST", USERS, ada(orgUnitPath="/Engineering/Platform"), token=token
+    )
+    assert (status, user["orgUnitPath"]) == (200, "/Engineering/Platform")
+    status, body = call(
+        sandbox.base_url,
+        "PUT",
+        f"{USERS}/ada@example.com",
+        {"orgUnitPath": "/Nowhere"},
+        token=token,
+    )
+    assert (status, body["error"]["message"]) == (400, "Invalid Input: INVALID_OU_ID")
+    assert sandbox.users()[0]["orgUnitPath"] == "/Engineering/Platform"
+
+
+def test_a_fields_mask_is_applied_and_an_invalid_one_refused(sandbox, token):
+    status, user = call(
+        sandbox.base_url,
+        "POST",
+        f"{USERS}?fields=id,primaryEmail,name(givenName)",
+        ada(),
+        token=token,
+    )
+    assert status == 200
+    assert set(user) == {"id", "primaryEmail", "name"}
+    assert user["name"] == {"givenName": "Ada"}
+    status, listed = call(
+        sandbox.base_url,
+        "GET",
+        f"{USERS}?customer=my_customer&fields=users(primaryEmail,organizations(title))",
+        token=token,
+    )
+    assert (status, listed) == (200, {"users": [{"primaryEmail": "ada@example.com"}]})
+
+    for mask, name in (
+        ("primaryEmail,nickname", "nickname"),
+        ("users(primaryEmail,nope)", "nope"),
+        ("name(middleName)", "middleName"),
+    ):
+        path = f"{USERS}/ada@example.com?fields={mask}"
+        if mask.startswith("users"):
+            path = f"{USERS}?customer=my_customer&fields={mask}"
+        status, body = call(sandbox.base_url, "GET", path, token=token)
+        message = f"Invalid field selection {name}"
+        assert (status, body) == (400, google_error(400, message, "invalidParameter")), mask
+    status, body = call(
+        sandbox.base_url,
+        "POST",
+        f"{USERS}?fields=id,bogus",
+        ada(primaryEmail="bob@example.com"),
+        token=token,
+    )
+    assert status == 400
+    assert len(sandbox.users()) == 1  # refused before anything was made
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("x" * 101, id="over-100-characters"),
+        pytest.param("short", id="under-8-characters"),
+        pytest.param("pässwörd-lång", id="not-ascii"),
+        pytest.param("tab\tinside-it", id="control-character"),
+    ],
+)
+def test_a_password_google_would_not_take_is_refused(sandbox, token, password):
+    status, body = call(sandbox.base_url, "POST", USERS, ada(password=password), token=token)
+    assert (status, body) == (400, google_error(400, "Invalid Password", "invalid"))
+    assert sandbox.users() == []
+
+
+def test_the_longest_and_hashed_passwords_are_taken(sandbox, token):
+    status, _ = call(sandbox.base_url, "POST", USERS, ada(password="p" * 100), token=token)
+    assert status == 200
+    sha1 = "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8"
+    status, _ = call(
+        sandbox.base_url,
+        "PUT",
+        f"{USERS}/ada@example.com",
+        {"password": sha1, "hashFunction": "SHA-1"},
+        token=token,
+    )
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"nickname": "Countess"},
+            "Invalid JSON payload received. Unknown name \"nickname\" at 'user': "
+            "Cannot find field.",
+            id="unknown-field",
+        ),
+        pytest.param(
+            {"name": {"givenName": "Ada", "familyName": "Lovelace", "middleName": "Augusta"}},
+            "Invalid JSON payload received. Unknown name \"middleName\" at 'user.name': "
+            "Cannot find field.",
+            id="unknown-name-part",
+        ),
+        pytest.param(
+            {"externalIds": "E-1"},
+            "Invalid value at 'user.externalIds' (repeated externalIds), \"E-1\"",
+            id="externalIds-as-a-string",
+        ),
+        pytest.param(
+            {"suspended": "yes"},
+            "Invalid value at 'user.suspended' (TYPE_BOOL), \"yes\"",
+            id="boolean-as-a-string",
+        ),
+        pytest.param(
+            {"primaryEmail": 42},
+            "Invalid value at 'user.primaryEmail' (TYPE_STRING), 42",
+            id="number-for-a-string",
+        ),
+    ],
+)
+def test_unknown_fields_and_wrong_types_are_refused(sandbox, token, change, message):
+    status, body = call(sandbox.base_url, "POST", USERS, {**ada(), **change}, token=token)
+    assert (status, body) == (400, google_error(400, message, "invalid"))
+    assert sandbox.users() == []

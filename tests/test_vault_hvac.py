@@ -1,19 +1,29 @@
-"""The hvac backend over real HTTP against sandbox/vault_server.py, and the sandbox's own API."""
+"""The hvac backend against a real OpenBao server (tests/openbao.py): AppRole with a policy
+limited to our prefix, KV v2, a cas_required mount, a KV v1 mount, sealing, a slow proxy."""
 
 import logging
-import socket
-import subprocess
-import sys
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import hvac
 import pytest
-import requests
+from django.core import checks
 
 from jobs.errors import PermanentError, TransientError
-from sandbox.vault_server import CAS_MISMATCH, start_vault_server
+from tests.openbao import (
+    CAS_MOUNT,
+    KV1_MOUNT,
+    ROOT_TOKEN,
+    OpenBao,
+    SlowProxy,
+    running_openbao,
+)
+from tests.servers import free_port
 from vault.backends import get_vault
-from vault.backends.hashicorp import HvacVault
+from vault.backends.hashicorp import AUTO_CAS_ATTEMPTS, CAS_MISMATCH, HvacVault
 from vault.base import CredentialVault, SecretRef
 from vault.errors import (
     SecretNotFound,
@@ -23,28 +33,30 @@ from vault.errors import (
     VaultUnavailable,
 )
 
-ROOT_TOKEN = "root-token-for-tests"
-ROLE_ID = "accesshive-role"
-SECRET_ID = "accesshive-secret-id"
 PATH = "identities/42/password"
 SECRET = "correct horse battery staple 8c1f"
+LOGIN = "auth/approle/login"
+
+
+@pytest.fixture(scope="module")
+def openbao() -> Iterator[OpenBao]:
+    yield from running_openbao()
 
 
 @pytest.fixture
-def vault_server():
-    server = start_vault_server(root_token=ROOT_TOKEN, approles={ROLE_ID: SECRET_ID})
-    yield server
-    server.shutdown()
+def prefix() -> str:
+    """A fresh prefix under ours per test: one server, no test sees another's secrets."""
+    return f"accesshive/t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-def vault_settings(settings, vault_server):
-    settings.VAULT_ADDR = vault_server.url
-    settings.VAULT_TOKEN = ROOT_TOKEN
-    settings.VAULT_ROLE_ID = ""
-    settings.VAULT_SECRET_ID = ""
+def vault_settings(settings, openbao, prefix):
+    settings.VAULT_ADDR = openbao.url
+    settings.VAULT_TOKEN = ""
+    settings.VAULT_ROLE_ID = openbao.role_id
+    settings.VAULT_SECRET_ID = openbao.new_secret_id()
     settings.VAULT_MOUNT = "secret"
-    settings.VAULT_PATH_PREFIX = "accesshive"
+    settings.VAULT_PATH_PREFIX = prefix
     settings.VAULT_TIMEOUT = 5
     return settings
 
@@ -54,26 +66,24 @@ def vault(vault_settings) -> CredentialVault:
     return get_vault()
 
 
-@pytest.fixture
-def root_client(vault_server) -> hvac.Client:
-    return hvac.Client(url=vault_server.url, token=ROOT_TOKEN, timeout=5)
+def vault_checks() -> list[checks.CheckMessage]:
+    return [
+        m
+        for m in checks.run_checks(tags=[checks.Tags.security])
+        if (m.id or "").startswith("vault")
+    ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_get_vault_builds_the_hvac_backend(vault, vault_server):
+def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings):
     assert isinstance(vault, HvacVault)
     assert isinstance(vault, CredentialVault)
     assert get_vault() is vault
-    assert vault_server.url in repr(vault)
-    assert ROOT_TOKEN not in repr(vault)
+    assert openbao.url in repr(vault)
+    assert vault_settings.VAULT_SECRET_ID not in repr(vault)
+    assert vault_checks() == []
 
 
-def test_write_and_read_versions(vault, root_client):
+def test_write_and_read_versions(vault, openbao, prefix):
     assert vault.current_version(PATH) is None
     assert vault.list_versions(PATH) == []
 
@@ -91,8 +101,8 @@ def test_write_and_read_versions(vault, root_client):
     ]
     assert all(v.created_at is not None and v.created_at.tzinfo for v in versions)
     # Stored under the mount and prefix, where a plain Vault client finds it too.
-    stored = root_client.secrets.kv.v2.read_secret_version(
-        path=f"accesshive/{PATH}", mount_point="secret", raise_on_deleted_version=True
+    stored = openbao.client().secrets.kv.v2.read_secret_version(
+        path=f"{prefix}/{PATH}", mount_point="secret", raise_on_deleted_version=True
     )
     assert stored["data"]["data"]["password"] == "two"
     assert stored["data"]["metadata"]["version"] == 2
@@ -111,7 +121,6 @@ def test_check_and_set(vault):
         assert CAS_MISMATCH in message
         assert "vault:identities/42/password" in message
         assert SECRET not in message
-        assert ROOT_TOKEN not in message
         assert isinstance(excinfo.value, PermanentError)
     assert vault.write(PATH, {"password": "second"}, cas=1).version == 2
     assert vault.read(PATH) == {"password": "second"}
@@ -138,6 +147,22 @@ def test_delete_is_soft(vault):
     vault.delete("never/written")  # as in Vault: not an error
 
 
+def test_versions_past_delete_version_after_read_as_deleted(vault, openbao, prefix):
+    vault.write(PATH, {"password": "one"})
+    openbao.client().secrets.kv.v2.update_metadata(
+        path=f"{prefix}/{PATH}", delete_version_after="1s", mount_point="secret"
+    )
+    vault.write(PATH, {"password": "two"})
+    time.sleep(1.2)
+
+    # Only versions written after the setting get a deletion time.
+    assert [(v.version, v.deleted) for v in vault.list_versions(PATH)] == [(1, False), (2, True)]
+    with pytest.raises(SecretNotFound):
+        vault.read(PATH)
+    assert vault.read(PATH, version=1) == {"password": "one"}
+    assert vault.current_version(PATH) == 2
+
+
 def test_missing_path_raises_secret_not_found(vault):
     with pytest.raises(SecretNotFound) as excinfo:
         vault.read("nobody/here")
@@ -148,18 +173,85 @@ def test_missing_path_raises_secret_not_found(vault):
         vault.read(PATH, version=9)
 
 
-def test_a_wrong_mount_is_reported_as_such(vault_settings):
+def test_a_missing_mount_is_reported_at_startup_and_first_use(vault_settings):
     vault_settings.VAULT_MOUNT = "kv"
 
-    with pytest.raises(VaultRequestRejected, match="Check that VAULT_MOUNT") as excinfo:
+    with pytest.raises(VaultRequestRejected) as excinfo:
         get_vault().current_version(PATH)
 
-    assert "no handler for route" in str(excinfo.value)
+    message = str(excinfo.value)
+    assert "no secrets engine at VAULT_MOUNT 'kv'" in message
+    assert "\n" not in message
     assert isinstance(excinfo.value, PermanentError)
+    [check] = vault_checks()
+    assert (check.id, check.level) == ("vault.E003", checks.ERROR)
+    assert "VAULT_MOUNT 'kv'" in check.msg
 
 
-def test_bad_token_is_permission_denied(vault_settings):
-    vault_settings.VAULT_TOKEN = "hvs.wrong-token"
+def test_a_kv_version_1_mount_is_refused_before_any_write(vault_settings, openbao, prefix):
+    vault_settings.VAULT_MOUNT = KV1_MOUNT
+    vault = get_vault()
+
+    with pytest.raises(VaultRequestRejected, match="is a KV version 1 secrets engine"):
+        vault.write(PATH, {"password": SECRET})
+    with pytest.raises(VaultRequestRejected, match="AccessHive needs KV version 2"):
+        vault.current_version(PATH)
+
+    [check] = vault_checks()
+    assert check.id == "vault.E003"
+    assert "kv enable-versioning kv-v1" in check.msg
+    # Nothing landed under <mount>/data/... as it did before the mount was checked.
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        openbao.client().secrets.kv.v1.list_secrets(path="", mount_point=KV1_MOUNT)
+
+
+def test_a_cas_required_mount_takes_writes_without_a_caller_cas(vault_settings, openbao, prefix):
+    vault_settings.VAULT_MOUNT = CAS_MOUNT
+    vault = get_vault()
+
+    assert vault.write(PATH, {"password": "one"}).version == 1
+    assert vault.write(PATH, {"password": "two"}).version == 2
+    assert vault.read(PATH) == {"password": "two"}
+    with pytest.raises(VaultConflict, match=CAS_MISMATCH):
+        vault.write(PATH, {"password": SECRET}, cas=1)
+    # The mount really demands cas: a write without it is refused.
+    with pytest.raises(Exception, match="check-and-set parameter required"):
+        openbao.client().secrets.kv.v2.create_or_update_secret(
+            path=f"{prefix}/{PATH}", secret={"a": "b"}, mount_point=CAS_MOUNT
+        )
+
+
+def test_a_write_without_cas_loses_no_concurrent_version(vault, openbao, prefix):
+    vault.write(PATH, {"password": "one"})
+    # Another writer between our version read and our write: we retry, not overwrite blindly.
+    kv = openbao.client().secrets.kv.v2
+    kv.create_or_update_secret(path=f"{prefix}/{PATH}", secret={"password": "x"}, cas=1)
+
+    assert vault.write(PATH, {"password": "three"}).version == 3
+
+
+def test_concurrent_writes_without_cas_all_land_as_distinct_versions(vault_settings):
+    vault_settings.VAULT_MOUNT = CAS_MOUNT  # every write must name the version it replaces
+    vault = get_vault()
+    writers = AUTO_CAS_ATTEMPTS
+    barrier = threading.Barrier(writers)
+
+    def write(n: int) -> SecretRef:
+        barrier.wait(timeout=10)
+        return vault.write(PATH, {"password": f"value-{n}"})
+
+    with ThreadPoolExecutor(writers) as pool:
+        refs = list(pool.map(write, range(writers)))
+
+    assert sorted(ref.version for ref in refs) == list(range(1, writers + 1))
+    values = {vault.read(PATH, ref.version)["password"] for ref in refs}
+    assert values == {f"value-{n}" for n in range(writers)}
+
+
+def test_bad_token_is_permission_denied_on_one_line(vault_settings):
+    vault_settings.VAULT_ROLE_ID = ""
+    vault_settings.VAULT_SECRET_ID = ""
+    vault_settings.VAULT_TOKEN = "s.wrong-token"
     vault = get_vault()
 
     with pytest.raises(VaultPermissionDenied) as excinfo:
@@ -167,47 +259,58 @@ def test_bad_token_is_permission_denied(vault_settings):
 
     message = str(excinfo.value)
     assert "permission denied" in message
-    assert "secret/data/accesshive/*" in message
-    assert "hvs.wrong-token" not in message
+    assert "s.wrong-token" not in message
     assert isinstance(excinfo.value, PermanentError)
-    with pytest.raises(VaultPermissionDenied):
-        vault.write(PATH, {"password": SECRET})
 
 
-def test_approle_login(vault_settings, vault_server):
-    vault_settings.VAULT_TOKEN = ""
-    vault_settings.VAULT_ROLE_ID = ROLE_ID
-    vault_settings.VAULT_SECRET_ID = SECRET_ID
+def test_a_policy_denial_is_one_readable_line_and_one_login(vault_settings, openbao):
+    # The AppRole policy covers accesshive/* only.
+    vault_settings.VAULT_PATH_PREFIX = "elsewhere"
     vault = get_vault()
-    login = ("POST", "/v1/auth/approle/login")
+    since = openbao.audit_lines()
 
+    for _ in range(5):
+        with pytest.raises(VaultPermissionDenied) as excinfo:
+            vault.read(PATH)
+
+    message = str(excinfo.value)
+    assert "denied reading vault:identities/42/password: permission denied." in message
+    assert "error occurred" not in message
+    assert "\n" not in message
+    assert "\t" not in message
+    assert "secret/data/elsewhere/*" in message
+    # The first login, then one more for the whole burst (the token had worked: it read the
+    # mount), not one per refused request.
+    assert len(openbao.answers(LOGIN, since=since)) == 2
+
+
+def test_a_revoked_token_gets_one_fresh_login(vault, openbao):
+    since = openbao.audit_lines()
     vault.write(PATH, {"password": "one"})
+    assert len(openbao.answers(LOGIN, since=since)) == 1  # one login, reused
+
+    openbao.client().sys.revoke_prefix(LOGIN)
     assert vault.read(PATH) == {"password": "one"}
-    assert vault_server.state.count(*login) == 1  # one login, reused
-
-    # A revoked or expired token gets one fresh login, not an error.
-    vault_server.state.revoke_tokens()
     assert vault.read(PATH) == {"password": "one"}
-    assert vault_server.state.count(*login) == 2
-    assert SECRET_ID not in repr(vault)
+    assert len(openbao.answers(LOGIN, since=since)) == 2
 
 
-def test_approle_tokens_are_renewed_before_their_lease_ends(vault_settings, vault_server):
-    vault_server.state.token_ttl = 1  # shorter than the renewal margin: log in every time
-    vault_settings.VAULT_TOKEN = ""
-    vault_settings.VAULT_ROLE_ID = ROLE_ID
-    vault_settings.VAULT_SECRET_ID = SECRET_ID
+def test_approle_tokens_are_renewed_before_their_lease_ends(vault_settings, openbao, prefix):
+    vault_settings.VAULT_ROLE_ID = openbao.create_role("short-lived", token_ttl="2s")
+    vault_settings.VAULT_SECRET_ID = openbao.new_secret_id("short-lived")
     vault = get_vault()
+    since = openbao.audit_lines()
     vault.write(PATH, {"password": "one"})
-    time.sleep(0.6)
+    time.sleep(1.1)  # past half the lease: log in again before the token can die in flight
+
     assert vault.read(PATH) == {"password": "one"}
-    assert vault_server.state.count("POST", "/v1/auth/approle/login") == 2
-    assert vault_server.state.count("GET", f"/v1/secret/data/accesshive/{PATH}") == 1  # no 403
+    assert len(openbao.answers(LOGIN, since=since)) == 2
+    reads = openbao.answers(f"secret/data/{prefix}/{PATH}", since=since)
+    assert reads
+    assert not any(entry.get("error") for entry in reads)  # no 403 on the way
 
 
 def test_approle_login_failure_is_permission_denied(vault_settings):
-    vault_settings.VAULT_TOKEN = ""
-    vault_settings.VAULT_ROLE_ID = ROLE_ID
     vault_settings.VAULT_SECRET_ID = "not-the-secret-id"
 
     with pytest.raises(VaultPermissionDenied) as excinfo:
@@ -215,50 +318,53 @@ def test_approle_login_failure_is_permission_denied(vault_settings):
 
     message = str(excinfo.value)
     assert "AppRole login" in message
-    assert "invalid role or secret ID" in message
+    assert "invalid" in message
     assert "not-the-secret-id" not in message
 
 
-def test_503_is_vault_unavailable(vault, vault_server):
+def test_a_sealed_vault_is_unavailable(vault, openbao):
     vault.write(PATH, {"password": "one"})
-    vault_server.set_unavailable()
-
-    with pytest.raises(VaultUnavailable) as excinfo:
-        vault.read(PATH)
-
-    assert isinstance(excinfo.value, TransientError)
-    assert "is unavailable while reading vault:identities/42/password" in str(excinfo.value)
-    assert "Vault is sealed" in str(excinfo.value)
-    with pytest.raises(VaultUnavailable):
-        vault.write(PATH, {"password": SECRET})
-
-    vault_server.set_unavailable(False)
+    openbao.seal()
+    try:
+        with pytest.raises(VaultUnavailable) as excinfo:
+            vault.read(PATH)
+        assert isinstance(excinfo.value, TransientError)
+        assert "is unavailable while reading vault:identities/42/password" in str(excinfo.value)
+        assert "sealed" in str(excinfo.value)
+        with pytest.raises(VaultUnavailable):
+            vault.write(PATH, {"password": SECRET})
+        [check] = vault_checks()
+        assert (check.id, check.level) == ("vault.W002", checks.WARNING)
+    finally:
+        openbao.unseal()
     assert vault.read(PATH) == {"password": "one"}
 
 
 def test_connection_refused_is_vault_unavailable(vault_settings):
     vault_settings.VAULT_ADDR = f"http://127.0.0.1:{free_port()}"
 
-    with pytest.raises(VaultUnavailable, match="is unreachable while reading") as excinfo:
+    with pytest.raises(VaultUnavailable, match="is unreachable while") as excinfo:
         get_vault().read(PATH)
 
     assert isinstance(excinfo.value, TransientError)
 
 
-def test_a_slow_vault_times_out_as_unavailable(vault, vault_settings, vault_server):
-    vault_settings.VAULT_TIMEOUT = 0.3
-    slow_client = get_vault()
-    assert slow_client is not vault
-    vault_server.set_delay(2.0)
+def test_a_slow_vault_times_out_as_unavailable(vault, vault_settings, openbao):
+    vault.write(PATH, {"password": "one"})
+    proxy = SlowProxy(openbao.port, delay=2.0)
+    try:
+        vault_settings.VAULT_ADDR = proxy.url
+        vault_settings.VAULT_TIMEOUT = 0.3
+        slow_client = get_vault()
+        started = time.monotonic()
+        with pytest.raises(VaultUnavailable, match="Timeout"):
+            slow_client.read(PATH)
+        assert time.monotonic() - started < 1.5
+    finally:
+        proxy.close()
 
-    started = time.monotonic()
-    with pytest.raises(VaultUnavailable, match="Timeout"):
-        slow_client.read(PATH)
 
-    assert time.monotonic() - started < 1.5
-
-
-def test_errors_and_logs_never_carry_the_secret(vault, caplog):
+def test_errors_and_logs_never_carry_the_secret(vault, vault_settings, caplog):
     caplog.set_level(logging.DEBUG)
     vault.write(PATH, {"password": SECRET})
     vault.read(PATH)
@@ -271,158 +377,5 @@ def test_errors_and_logs_never_carry_the_secret(vault, caplog):
     assert any("vault.secret.written" in text for text in texts)
     for text in texts:
         assert SECRET not in text
+        assert vault_settings.VAULT_SECRET_ID not in text
         assert ROOT_TOKEN not in text
-
-
-# --- the sandbox's HTTP API, as Vault's documentation describes it --------------------------
-
-
-def test_sandbox_requires_a_token(vault_server):
-    response = requests.get(f"{vault_server.url}/v1/secret/data/anything", timeout=5)
-    assert response.status_code == 403
-    assert response.json() == {"errors": ["permission denied"]}
-    response = requests.get(
-        f"{vault_server.url}/v1/secret/data/anything",
-        headers={"X-Vault-Token": "wrong"},
-        timeout=5,
-    )
-    assert response.status_code == 403
-
-
-def test_sandbox_answers_404_with_empty_errors(vault_server):
-    headers = {"X-Vault-Token": ROOT_TOKEN}
-    for path in ("secret/data/missing", "secret/metadata/missing"):
-        response = requests.get(f"{vault_server.url}/v1/{path}", headers=headers, timeout=5)
-        assert response.status_code == 404
-        assert response.headers["Content-Type"] == "application/json"
-        assert response.json() == {"errors": []}
-
-
-def test_sandbox_cas_mismatch_body(vault_server):
-    url = f"{vault_server.url}/v1/secret/data/app/db"
-    headers = {"X-Vault-Token": ROOT_TOKEN}
-    first = requests.post(
-        url, json={"data": {"a": "1"}, "options": {"cas": 0}}, headers=headers, timeout=5
-    )
-    assert first.status_code == 200
-    assert first.json()["data"]["version"] == 1
-    again = requests.post(
-        url, json={"data": {"a": "2"}, "options": {"cas": 0}}, headers=headers, timeout=5
-    )
-    assert again.status_code == 400
-    assert again.json() == {"errors": [CAS_MISMATCH]}
-
-
-def test_sandbox_list_and_metadata(vault_server, root_client):
-    kv = root_client.secrets.kv.v2
-    kv.create_or_update_secret(path="app/db", secret={"a": "1"}, mount_point="secret")
-    kv.create_or_update_secret(path="app/api/key", secret={"a": "1"}, mount_point="secret")
-    kv.create_or_update_secret(path="top", secret={"a": "1"}, mount_point="secret")
-
-    assert kv.list_secrets(path="", mount_point="secret")["data"]["keys"] == ["app/", "top"]
-    assert kv.list_secrets(path="app", mount_point="secret")["data"]["keys"] == ["api/", "db"]
-    listed = requests.get(
-        f"{vault_server.url}/v1/secret/metadata/app/?list=true",
-        headers={"X-Vault-Token": ROOT_TOKEN},
-        timeout=5,
-    )
-    assert listed.json()["data"]["keys"] == ["api/", "db"]
-    with pytest.raises(hvac.exceptions.InvalidPath):
-        kv.list_secrets(path="nothing", mount_point="secret")
-
-    kv.update_metadata(
-        path="app/db",
-        max_versions=2,
-        cas_required=True,
-        custom_metadata={"owner": "identities"},
-        mount_point="secret",
-    )
-    with pytest.raises(hvac.exceptions.InvalidRequest, match="check-and-set parameter required"):
-        kv.create_or_update_secret(path="app/db", secret={"a": "2"}, mount_point="secret")
-    kv.create_or_update_secret(path="app/db", secret={"a": "2"}, cas=1, mount_point="secret")
-    kv.create_or_update_secret(path="app/db", secret={"a": "3"}, cas=2, mount_point="secret")
-
-    metadata = kv.read_secret_metadata(path="app/db", mount_point="secret")["data"]
-    assert metadata["current_version"] == 3
-    assert metadata["max_versions"] == 2
-    assert metadata["cas_required"] is True
-    assert metadata["custom_metadata"] == {"owner": "identities"}
-    assert sorted(metadata["versions"]) == ["2", "3"]  # version 1 pruned by max_versions
-    assert metadata["oldest_version"] == 2
-    with pytest.raises(hvac.exceptions.InvalidPath):
-        kv.read_secret_version(
-            path="app/db", version=1, mount_point="secret", raise_on_deleted_version=True
-        )
-
-    kv.delete_metadata_and_all_versions(path="app/db", mount_point="secret")
-    with pytest.raises(hvac.exceptions.InvalidPath):
-        kv.read_secret_metadata(path="app/db", mount_point="secret")
-
-
-def test_sandbox_destroy_and_undelete(root_client):
-    kv = root_client.secrets.kv.v2
-    kv.create_or_update_secret(path="app/db", secret={"a": "1"}, mount_point="secret")
-    kv.create_or_update_secret(path="app/db", secret={"a": "2"}, mount_point="secret")
-    kv.delete_secret_versions(path="app/db", versions=[1, 2], mount_point="secret")
-    kv.undelete_secret_versions(path="app/db", versions=[2], mount_point="secret")
-    kv.destroy_secret_versions(path="app/db", versions=[1], mount_point="secret")
-
-    latest = kv.read_secret_version(
-        path="app/db", mount_point="secret", raise_on_deleted_version=True
-    )
-    assert latest["data"]["data"] == {"a": "2"}
-    destroyed = kv.read_secret_version(
-        path="app/db", version=1, mount_point="secret", raise_on_deleted_version=False
-    )
-    assert destroyed["data"]["data"] is None
-    assert destroyed["data"]["metadata"]["destroyed"] is True
-
-
-def test_sandbox_health_approle_and_lookup(vault_server):
-    client = hvac.Client(url=vault_server.url, token="", timeout=5)
-    health = client.sys.read_health_status(method="GET")
-    assert health["initialized"] is True
-    assert health["sealed"] is False
-
-    login = client.auth.approle.login(role_id=ROLE_ID, secret_id=SECRET_ID)
-    assert login["auth"]["client_token"].startswith("hvs.")
-    assert login["auth"]["lease_duration"] == 3600
-    assert client.is_authenticated()
-    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
-        client.auth.approle.login(role_id=ROLE_ID, secret_id="wrong")
-
-    vault_server.set_unavailable()
-    sealed = requests.get(f"{vault_server.url}/v1/sys/health", timeout=5)
-    assert sealed.status_code == 503
-    assert sealed.json()["sealed"] is True
-
-
-def test_sandbox_runs_from_the_command_line():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.vault_server", "--port", str(port), "--token", "cli-token"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                requests.get(f"{url}/v1/sys/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client = hvac.Client(url=url, token="cli-token", timeout=5)
-        client.secrets.kv.v2.create_or_update_secret(path="cli/check", secret={"a": "1"})
-        read = client.secrets.kv.v2.read_secret_version(
-            path="cli/check", raise_on_deleted_version=True
-        )
-        assert read["data"]["data"] == {"a": "1"}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()

@@ -10,6 +10,7 @@ ACTIONS: dict[str, str] = {
     "user.signed_out": "Signed out",
     "user.sign_in_failed": "Sign-in failed",
     "user.sign_in_refused": "SSO sign-in refused",
+    "user.sign_in_tampering": "SSO response tampered with",
     "user.role_changed": "Role changed",
     # Identities, platforms, identity providers.
     "identity.created": "Identity created",

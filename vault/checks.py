@@ -7,8 +7,9 @@ from django.apps import AppConfig
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from vault.backends import VaultSettings
+from vault.backends import VaultSettings, get_vault
 from vault.crypto import KEYS_SETTING_HELP, KeyRing
+from vault.errors import VaultError, VaultUnavailable
 
 
 @checks.register(checks.Tags.security)
@@ -25,7 +26,7 @@ def check_vault_settings(
                     id="vault.E002",
                 )
             ]
-        return []
+        return _check_mount()
     if not config.embedded_keys:
         # A warning, not an error: migrate and the other commands must still run on a fresh
         # checkout; the first read or write of a secret raises ImproperlyConfigured.
@@ -40,4 +41,22 @@ def check_vault_settings(
         KeyRing.from_lines(config.embedded_keys)
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="vault.E001")]
+    return []
+
+
+def _check_mount() -> list[checks.CheckMessage]:
+    """Ask the vault whether VAULT_MOUNT is a KV version 2 engine we may use: a KV v1 or
+    missing mount would otherwise fail, or quietly lose check-and-set, at the first secret."""
+    from vault.backends.hashicorp import HvacVault
+
+    vault = get_vault()
+    if not isinstance(vault, HvacVault):
+        return []
+    try:
+        vault.check_mount()
+    except VaultUnavailable as exc:
+        # The vault may start after the web app; the first use says so again.
+        return [checks.Warning(str(exc), id="vault.W002")]
+    except VaultError as exc:
+        return [checks.Error(str(exc), id="vault.E003")]
     return []

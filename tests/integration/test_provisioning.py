@@ -34,7 +34,7 @@ def worker() -> Iterator[CeleryProcess]:
 
 @pytest.fixture
 def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
+    server = google_directory.start(domains=["example.com"], org_units=["/Engineering"])
     yield server
     server.shutdown()
 

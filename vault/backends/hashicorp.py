@@ -1,6 +1,7 @@
-"""The HashiCorp Vault backend: KV version 2 through hvac, with token or AppRole auth."""
+"""The HashiCorp Vault (or OpenBao) backend: KV version 2 through hvac, token or AppRole auth."""
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
+CAS_REQUIRED = "check-and-set parameter required"
+# A write without a caller's cas reads the current version and names it; losing that race to
+# another writer is retried this many times before it is reported as a conflict (each round
+# one of the racing writers wins, so this many writers at once all get through).
+AUTO_CAS_ATTEMPTS = 5
 # Log in again this long before an AppRole token's lease runs out, so a request never
 # starts with a token that dies in flight.
 RENEW_MARGIN_SECONDS = 30.0
@@ -89,6 +95,9 @@ class HvacVault:
         self._client = hvac.Client(url=self._addr, token=token, timeout=timeout)
         self._login_lock = threading.Lock()
         self._token_good_until: float | None = None if role_id else float("inf")
+        self._generation = 0
+        self._token_proven = False
+        self._mount_checked = False
 
     def __repr__(self) -> str:
         auth = "approle" if self._role_id else "token"
@@ -105,14 +114,16 @@ class HvacVault:
         validate_path(path)
         validate_cas(cas)
         clean = validate_data(data)
-        response = self._call(
-            "writing",
-            f"vault:{path}",
-            lambda: self._kv.create_or_update_secret(
-                path=self._full(path), secret=clean, cas=cas, mount_point=self._mount
-            ),
-            cas=cas,
-        )
+        # Every write names a version (cas), so a mount or secret with cas_required=true
+        # accepts it; a caller's cas=None means "whatever is current", read just before.
+        for attempt in range(1, AUTO_CAS_ATTEMPTS + 1):
+            try:
+                response = self._write_once(path, clean, cas)
+            except VaultConflict:
+                if cas is not None or attempt == AUTO_CAS_ATTEMPTS:
+                    raise
+                continue
+            break
         ref = SecretRef(path, int(_data(response)["version"]))
         logger.info("vault.secret.written", extra={"secret_ref": str(ref), "backend": "hvac"})
         return ref
@@ -197,6 +208,18 @@ class HvacVault:
 
     # --- plumbing -------------------------------------------------------------------------
 
+    @sensitive_variables("clean")
+    def _write_once(self, path: str, clean: dict[str, str], cas: int | None) -> Any:
+        sent = cas if cas is not None else (self.current_version(path) or 0)
+        return self._call(
+            "writing",
+            f"vault:{path}",
+            lambda: self._kv.create_or_update_secret(
+                path=self._full(path), secret=clean, cas=sent, mount_point=self._mount
+            ),
+            cas=sent,
+        )
+
     @property
     def _kv(self) -> Any:
         return self._client.secrets.kv.v2
@@ -218,61 +241,114 @@ class HvacVault:
             return None
         return _data(response)
 
+    def check_mount(self) -> None:
+        """Raise a VaultError unless VAULT_MOUNT is a KV version 2 engine this token may use.
+
+        Asks ``sys/internal/ui/mounts/<mount>``, which Vault and OpenBao answer for any token
+        with a capability under the mount (the CLI's own KV preflight), so a least-privilege
+        policy needs nothing extra.
+        """
+        response = self._call(
+            "checking the secrets engine at",
+            f"VAULT_MOUNT {self._mount!r}",
+            lambda: self._client.adapter.get(f"/v1/sys/internal/ui/mounts/{self._mount}"),
+            check_mount=False,
+        )
+        mount = _data(response)
+        version = str((mount.get("options") or {}).get("version") or "1")
+        if mount.get("type") not in {"kv", "generic"} or version != "2":
+            kind = f"KV version {version}" if mount.get("type") == "kv" else mount.get("type")
+            raise VaultRequestRejected(
+                f"VAULT_MOUNT {self._mount!r} on HashiCorp Vault at {self._addr} is a {kind} "
+                "secrets engine; AccessHive needs KV version 2 (versions and check-and-set). "
+                f"Enable one (vault secrets enable -path={self._mount} kv-v2) or upgrade this "
+                f"one (vault kv enable-versioning {self._mount})"
+            )
+        self._mount_checked = True
+
     def _call(
-        self, action: str, label: str, request: Callable[[], T], *, cas: int | None = None
+        self,
+        action: str,
+        label: str,
+        request: Callable[[], T],
+        *,
+        cas: int | None = None,
+        check_mount: bool = True,
     ) -> T:
         """Run one hvac request with auth in place, turning every failure into a VaultError."""
+        if check_mount and not self._mount_checked:
+            self.check_mount()
         for attempt in (1, 2):
-            self._ensure_token(force=attempt == 2)
+            generation = self._ensure_token()
             try:
-                return request()
+                result = request()
             except hvac_errors.Forbidden as exc:
-                # An AppRole token can be revoked or expire early (lease cut, Vault restarted
-                # without storage); one fresh login tells that apart from a missing policy.
-                if self._role_id and attempt == 1:
+                if attempt == 1 and self._relogin_after_denial(generation):
                     continue
                 raise self._translate(exc, action, label, cas) from exc
             except (hvac_errors.VaultError, requests.RequestException) as exc:
                 raise self._translate(exc, action, label, cas) from exc
+            if generation == self._generation:
+                self._token_proven = True
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @sensitive_variables("response")
-    def _ensure_token(self, *, force: bool) -> None:
+    def _relogin_after_denial(self, generation: int) -> bool:
+        """After a 403: True if a retry may succeed with a newer AppRole token.
+
+        A token that worked before can be revoked or cut short (lease cut, Vault restarted
+        without storage), and one fresh login tells that apart from a missing policy. A token
+        just issued and already refused will not do better with another, so a burst of 403s
+        costs at most one login, not one per request.
+        """
         if not self._role_id:
-            return
+            return False
         with self._login_lock:
-            if (
-                not force
-                and self._token_good_until is not None
-                and time.monotonic() < self._token_good_until
-            ):
-                return
-            try:
-                response = self._client.auth.approle.login(
-                    role_id=self._role_id,
-                    secret_id=self._secret_id or None,
-                    mount_point=self._approle_mount,
-                )
-            except (
-                hvac_errors.InvalidRequest,
-                hvac_errors.Forbidden,
-                hvac_errors.Unauthorized,
-            ) as exc:
-                raise VaultPermissionDenied(
-                    f"AppRole login to HashiCorp Vault at {self._addr} failed: {_detail(exc)}. "
-                    "Check VAULT_ROLE_ID and VAULT_SECRET_ID"
-                ) from exc
-            except (hvac_errors.VaultError, requests.RequestException) as exc:
-                raise self._translate(exc, "logging in (AppRole) for", "the vault", None) from exc
-            lease = float(response["auth"].get("lease_duration") or 0)
-            self._token_good_until = (
-                float("inf")
-                if lease <= 0
-                else time.monotonic() + max(lease - RENEW_MARGIN_SECONDS, lease / 2)
+            if generation != self._generation:
+                return True  # another request logged in meanwhile: retry with its token
+            if not self._token_proven:
+                return False
+            self._login()
+            return True
+
+    def _ensure_token(self) -> int:
+        """Log in (AppRole) when there is no token or its lease is about to end; returns the
+        token's generation, which counts logins."""
+        if not self._role_id:
+            return self._generation
+        with self._login_lock:
+            if self._token_good_until is None or time.monotonic() >= self._token_good_until:
+                self._login()
+            return self._generation
+
+    @sensitive_variables("response")
+    def _login(self) -> None:
+        try:
+            response = self._client.auth.approle.login(
+                role_id=self._role_id,
+                secret_id=self._secret_id or None,
+                mount_point=self._approle_mount,
             )
-            logger.info(
-                "vault.approle.login", extra={"vault_addr": self._addr, "lease_seconds": lease}
-            )
+        except (
+            hvac_errors.InvalidRequest,
+            hvac_errors.Forbidden,
+            hvac_errors.Unauthorized,
+        ) as exc:
+            raise VaultPermissionDenied(
+                f"AppRole login to HashiCorp Vault at {self._addr} failed: {_detail(exc)}. "
+                "Check VAULT_ROLE_ID and VAULT_SECRET_ID"
+            ) from exc
+        except (hvac_errors.VaultError, requests.RequestException) as exc:
+            raise self._translate(exc, "logging in (AppRole) for", "the vault", None) from exc
+        lease = float(response["auth"].get("lease_duration") or 0)
+        self._token_good_until = (
+            float("inf")
+            if lease <= 0
+            else time.monotonic() + max(lease - RENEW_MARGIN_SECONDS, lease / 2)
+        )
+        self._generation += 1
+        self._token_proven = False
+        logger.info("vault.approle.login", extra={"vault_addr": self._addr, "lease_seconds": lease})
 
     def _translate(
         self, exc: BaseException, action: str, label: str, cas: int | None
@@ -280,11 +356,22 @@ class HvacVault:
         where = f"HashiCorp Vault at {self._addr}"
         detail = _detail(exc)
         if isinstance(exc, hvac_errors.InvalidRequest):
+            if CAS_REQUIRED in detail:
+                return VaultRequestRejected(
+                    f"{where} rejected {action} {label}: it requires check-and-set on every "
+                    f"write and none was sent: {detail}"
+                )
             if "check-and-set" in detail:
                 return VaultConflict(
                     f"check-and-set failed {action} {label} (cas={cas}): {where} said: {detail}"
                 )
             return VaultRequestRejected(f"{where} rejected {action} {label}: 400 {detail}")
+        if isinstance(exc, hvac_errors.Forbidden) and "preflight capability check" in detail:
+            return VaultRequestRejected(
+                f"{where} has no secrets engine at VAULT_MOUNT {self._mount!r} that this token "
+                "may use: none is mounted there, or the policy grants nothing under it. Check "
+                f"VAULT_MOUNT and that the policy allows {self._mount}/data/{self._prefix}/*"
+            )
         if isinstance(exc, hvac_errors.Forbidden | hvac_errors.Unauthorized):
             return VaultPermissionDenied(
                 f"{where} denied {action} {label}: {detail}. Check that the token or AppRole "
@@ -317,15 +404,27 @@ class HvacVault:
 
 
 def _detail(exc: BaseException) -> str:
-    """What the server or the network said, short; Vault never echoes secret data in errors."""
+    """What the server or the network said, on one short line; Vault never echoes secret data
+    in errors."""
     if isinstance(exc, hvac_errors.VaultError):
         if exc.errors:
-            text = "; ".join(str(error) for error in exc.errors)
+            text = "; ".join(_one_line(str(error)) for error in exc.errors)
         else:
             text = f"{type(exc).__name__} (no error message)"
     else:
         text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+_MULTI_ERROR_HEADER = re.compile(r"^\s*\d+ errors? occurred:\s*")
+
+
+def _one_line(error: str) -> str:
+    """Vault wraps some errors as ``1 error occurred:\\n\\t* permission denied\\n\\n``
+    (Go's multierror); keep the items, joined by "; "."""
+    body = _MULTI_ERROR_HEADER.sub("", error)
+    items = [item.strip() for item in re.split(r"\n\s*\*\s*", "\n" + body) if item.strip()]
+    return "; ".join(" ".join(item.split()) for item in items)
 
 
 def _deleted_version(exc: hvac_errors.InvalidPath) -> int | None:
