@@ -105,6 +105,7 @@ MIDDLEWARE = [
     "trail.origin.RequestOriginMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "web.middleware.InvalidInputMiddleware",
 ]
 
 ROOT_URLCONF = "accesshive.urls"

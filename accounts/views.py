@@ -3,14 +3,15 @@
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import queries, services
 from accounts.forms import ROLE_CHOICES, RoleForm
 from accounts.roles import Role
-from web.pages import require_permissions
+from web.inputs import InvalidInputError
+from web.pages import bad_request, require_permissions
 
 # Only admins manage users, and seeing who holds which role is part of managing them.
 MANAGE_PERMISSION = "accounts.change_userrole"
@@ -32,10 +33,8 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
     form = RoleForm(request.POST)
     if not form.is_valid():
         expected = ", ".join(Role.values)
-        return HttpResponseBadRequest(
-            f"Unknown role; expected one of: {expected}, or empty for none",
-            content_type="text/plain",
-        )
+        message = f"Unknown role; expected one of: {expected}, or empty for none"
+        return bad_request(request, InvalidInputError("role", message))
     role = form.cleaned_data["role"]
     name = user.get_username()
     try:
