@@ -210,11 +210,11 @@ def test_an_idle_session_is_signed_out(settings) -> None:
 def test_a_page_refreshing_itself_does_not_keep_the_session_alive(settings) -> None:
     client = signed_in_client(settings)
     age_session(client, LAST_SEEN_AT, 29 * 60)
-    poll = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TRIGGER": "jobs-live"}
-    assert client.get("/settings/jobs/", **poll).status_code == 200
+    poll = {"HX-Request": "true", "HX-Trigger": "jobs-live"}
+    assert client.get("/settings/jobs/", headers=poll).status_code == 200
     assert time.time() - client.session[LAST_SEEN_AT] > 28 * 60
     age_session(client, LAST_SEEN_AT, 31 * 60)
-    assert client.get("/settings/jobs/", **poll).status_code == 302
+    assert client.get("/settings/jobs/", headers=poll).status_code == 302
 
 
 def test_a_session_ends_after_the_absolute_limit(settings) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,7 +26,7 @@ class QueryForm(forms.Form):
         if form.is_valid():
             return form.cleaned_data
         name, errors = next(iter(form.errors.as_data().items()))
-        parameter = "request" if name == forms.forms.NON_FIELD_ERRORS else name
+        parameter = "request" if name == NON_FIELD_ERRORS else name
         raise InvalidInputError(parameter, errors[0].messages[0])
 
 
@@ -40,7 +40,8 @@ class ChoiceParameter(forms.ChoiceField):
 
     def validate(self, value: Any) -> None:
         if value and not self.valid_value(value):
-            keys = ", ".join(str(key) for key, _ in self.choices)
+            choices: Any = self.choices
+            keys = ", ".join(str(key) for key, _ in choices)
             raise forms.ValidationError(
                 f"Unknown {self.what}; expected one of: {keys}", code="invalid_choice"
             )
