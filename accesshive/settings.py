@@ -217,6 +217,7 @@ AXES_COOLOFF_TIME = env_int("ACCESSHIVE_LOCKOUT_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "trail.origin.client_ip"
+AXES_USERNAME_CALLABLE = "accounts.backends.lockout_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 # Successful sign-ins are on the audit trail already; axes keeps only the failures.
@@ -258,7 +259,11 @@ LOGGING = {
         }
     },
     # Django's own console handler (DEBUG only) would write its lines a second time, unformatted.
-    "loggers": {"django": {"handlers": [], "level": "NOTSET", "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "level": "NOTSET", "propagate": True},
+        # django-axes logs every sign-in at INFO; lockouts (WARNING) and the trail say enough.
+        "axes": {"handlers": [], "level": "WARNING", "propagate": True},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("ACCESSHIVE_LOG_LEVEL", "INFO")},
 }
 

@@ -18,7 +18,7 @@ from identities.models import Identity, IdentityProvider, IdentityType, Platform
 from identities.services import IdentityInput, create_identity, create_identity_provider
 from jobs.models import Job, JobStatus
 from sandbox import google_directory
-from tests.directory_support import gws_platform
+from tests.directory_support import gws_platform, running_gws
 from tests.factories import make_user
 from tests.inline import deliver
 from trail.models import TrailEntry
@@ -28,17 +28,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
+    yield from running_gws()
 
 
 @pytest.fixture
 def elsewhere() -> Iterator[google_directory.GoogleDirectorySandbox]:
     """Another Google API on another port: where a changed endpoint would send the token."""
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
+    yield from running_gws()
 
 
 @pytest.fixture

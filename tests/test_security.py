@@ -89,6 +89,14 @@ def test_an_admin_sees_the_lockout_and_unlocks_it() -> None:
     assert sign_in(attacker, "/login/", "ops", PASSWORD) == 302
 
 
+@pytest.mark.parametrize("typed", ["x" * 100_000, "nul\x00in the middle"])
+def test_any_typed_user_name_is_a_refusal_not_an_error(typed: str) -> None:
+    """The lockout table keeps 255 characters: a longer guess was a 500 (hostile-input suite)."""
+    client = Client()
+    for _ in range(3):
+        assert sign_in(client, "/login/", typed, "wrong") in (200, 429)
+
+
 def test_only_admins_unlock() -> None:
     operator = with_role("ops", "operator")
     for _ in range(3):

@@ -11,10 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from accounts.services import set_role
-from identities.models import Identity, IdentityType, Platform
-from identities.services import IdentityInput, create_identity
+from identities.models import Identity
 from pam.models import AccessSession
-from tests.browser.support import SECRET, sign_in
+from tests.browser.support import sign_in
 from tests.factories import make_user
 from tests.roles_support import ADMIN, make_world
 from tests.test_roles_access import TABLE
@@ -106,23 +105,10 @@ def operator(browser_db: None) -> User:
     return user
 
 
-@pytest.fixture
-def credential(platform: Platform) -> Identity:
-    return create_identity(
-        IdentityInput(
-            identity_type=IdentityType.SHARED_CREDENTIAL_EXTERNAL,
-            platform=platform,
-            display_name="Ops bot",
-            login="ops-bot",
-            secret={"username": "ops-bot", "password": SECRET},
-        ),
-        actor=None,
-    )
-
-
 def test_a_link_carrying_a_script_runs_nothing_for_an_operator(
-    page: "Page", operator: User, credential: Identity, attacker: Listener
+    page: "Page", operator: User, shared_credential: Identity, attacker: Listener
 ) -> None:
+    credential = shared_credential
     sign_in(page, "operator")
     # What the attack of issue 14 did: check the credential out, reveal it, send it away.
     script = (
