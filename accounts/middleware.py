@@ -37,7 +37,7 @@ class ApiTokenMiddleware:
             token = ApiToken.find_usable(header.removeprefix("Bearer ").strip())
             if token is None:
                 user_login_failed.send(sender=__name__, credentials=guess, request=request)
-                return JsonResponse({"error": "invalid, expired or revoked API token"}, status=401)
+                return JsonResponse({"error": "invalid API token"}, status=401)
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
             request.user = token.user
             # A bearer token is not sent by browsers on their own, so CSRF cannot forge it.
