@@ -1,4 +1,4 @@
-"""The Celery application: configured from Django settings (CELERY_* names)."""
+"""The Celery application: configured from Django settings (CELERY_* names only)."""
 
 import logging.config
 import os
@@ -9,8 +9,40 @@ from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesshive.settings")
 
+
+# Read by Celery under its Django name (celery.fixups.django), so passed on unchanged.
+AS_NAMED = frozenset({"CELERY_DB_REUSE_MAX"})
+
+
+class CelerySettings:
+    """Django's CELERY_* settings as Celery's own names (CELERY_BROKER_URL -> broker_url), and
+    nothing else. Celery's config (``celery inspect conf``, Flower's Config tab) then holds
+    no other setting (REDIS_URL, DATABASE_URL and their passwords), and Celery masks the
+    password of broker_url, which it does not recognise under the CELERY_ namespace."""
+
+    def _names(self) -> dict[str, str]:
+        from django.conf import settings
+
+        return {
+            name if name in AS_NAMED else name.removeprefix("CELERY_").lower(): name
+            for name in dir(settings)
+            if name.startswith("CELERY_")
+        }
+
+    def __dir__(self) -> list[str]:
+        return list(self._names())
+
+    def __getattr__(self, key: str) -> Any:
+        from django.conf import settings
+
+        name = self._names().get(key)
+        if name is None:
+            raise AttributeError(key)
+        return getattr(settings, name)
+
+
 app = Celery("accesshive")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object(CelerySettings())
 app.autodiscover_tasks()
 
 # The worker's heartbeat file (manage.py check_worker); connected here, in every worker.

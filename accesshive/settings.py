@@ -77,6 +77,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_celery_results",
     "template_partials",
+    "csp",
+    "axes",
     "accounts",
     "jobs",
     "ops",
@@ -105,6 +107,11 @@ MIDDLEWARE = [
     "trail.origin.RequestOriginMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "accounts.middleware.SessionLimitsMiddleware",
+    "web.middleware.InvalidInputMiddleware",
+    # Last: turns a lockout found while signing in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "accesshive.urls"
@@ -151,6 +158,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     # Grants each user the permissions of their role (accounts.roles).
     "accounts.backends.RoleBackend",
@@ -172,6 +181,57 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- HTTPS and browser hardening ------------------------------------------------------------
+# Off by default so `make run` works over plain HTTP; production sets them (README, "HTTPS").
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# The header the TLS-terminating proxy sets to "https" (and removes from what clients send),
+# e.g. X-Forwarded-Proto. Empty: the connection itself says whether it is HTTPS.
+_PROXY_SSL_HEADER = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp; Django 5.2 has none of its own): scripts and styles from
+# this site only, no inline script, no framing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Brute-force protection (django-axes) on /login/, /admin/login/ and API bearer tokens: after
+# this many failures from one address for one username, that pair is refused until the
+# cooling-off time has passed or an admin unlocks it in Settings > Users.
+AXES_FAILURE_LIMIT = env_int("ACCESSHIVE_LOCKOUT_FAILURES", 5)
+AXES_COOLOFF_TIME = env_int("ACCESSHIVE_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "trail.origin.client_ip"
+AXES_USERNAME_CALLABLE = "accounts.backends.lockout_username"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# Successful sign-ins are on the audit trail already; axes keeps only the failures.
+AXES_DISABLE_ACCESS_LOG = True
+
+# Refusals of people not signed in (failed sign-ins, refused SAML responses): at most this
+# many trail rows per address per window; further ones are counted in the cache only.
+TRAIL_ANONYMOUS_REFUSALS = env_int("ACCESSHIVE_TRAIL_ANONYMOUS_REFUSALS", 10)
+TRAIL_REFUSAL_WINDOW = env_int("ACCESSHIVE_TRAIL_REFUSAL_WINDOW", 600)
+
+# Sessions end after this long without a request a person made (pages polling themselves do
+# not count), and this long after sign-in whatever happens.
+SESSION_IDLE_TIMEOUT = env_int("ACCESSHIVE_SESSION_IDLE_MINUTES", 30) * 60
+SESSION_COOKIE_AGE = env_int("ACCESSHIVE_SESSION_MAX_HOURS", 12) * 3600
 
 # One line per event: key=value by default, JSON objects with ACCESSHIVE_LOG_FORMAT=json. The
 # filters sit on the handler, so they see every record, whichever logger it came from: the job
@@ -199,7 +259,11 @@ LOGGING = {
         }
     },
     # Django's own console handler (DEBUG only) would write its lines a second time, unformatted.
-    "loggers": {"django": {"handlers": [], "level": "NOTSET", "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "level": "NOTSET", "propagate": True},
+        # django-axes logs every sign-in at INFO; lockouts (WARNING) and the trail say enough.
+        "axes": {"handlers": [], "level": "WARNING", "propagate": True},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("ACCESSHIVE_LOG_LEVEL", "INFO")},
 }
 

@@ -1,5 +1,6 @@
 """Grants each user the permissions of their role (see accounts.roles)."""
 
+import re
 from typing import Any
 
 from django.contrib.auth.backends import BaseBackend
@@ -8,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from accounts.roles import ROLE_PERMISSIONS
 
 _CACHE = "_accesshive_role"
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def cached_role(user: AbstractBaseUser | AnonymousUser) -> str:
@@ -41,3 +43,14 @@ class RoleBackend(BaseBackend):
         self, user_obj: AbstractBaseUser | AnonymousUser, perm: str, obj: Any = None
     ) -> bool:
         return perm in self.get_all_permissions(user_obj, obj)
+
+
+def lockout_username(request: Any, credentials: dict[str, Any] | None) -> str | None:
+    """The typed user name as django-axes keys lockouts by (AXES_USERNAME_CALLABLE): cut to
+    what its column holds, without characters PostgreSQL cannot store, so no guess, however
+    long or odd, turns a failed sign-in into an error."""
+    source = credentials if credentials else getattr(request, "POST", {})
+    raw = source.get("username")
+    if raw is None:
+        return None
+    return _UNSTORABLE.sub("", str(raw))[:255]

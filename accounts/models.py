@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -23,16 +24,46 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=8, help_text="First characters, to tell tokens apart")
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires")
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…) for {self.user}"
 
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
     @classmethod
-    def issue(cls, user: models.Model, name: str) -> tuple["ApiToken", str]:
+    def issue(
+        cls, user: models.Model, name: str, *, expires_at: datetime | None = None
+    ) -> tuple["ApiToken", str]:
         """Create a token; the raw value is returned once and never stored."""
         raw = "ah_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, token_hash=hash_token(raw), prefix=raw[:8])
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            token_hash=hash_token(raw),
+            prefix=raw[:8],
+            expires_at=expires_at,
+        )
         return token, raw
+
+    @classmethod
+    def find_usable(cls, raw: str) -> "ApiToken | None":
+        """The token ``raw`` names if it may be used now: not revoked, not expired, and its
+        user active."""
+        now = timezone.now()
+        return (
+            cls.objects.select_related("user")
+            .filter(token_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
+            .exclude(expires_at__lte=now)
+            .first()
+        )
 
 
 class UserRole(models.Model):

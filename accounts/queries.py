@@ -2,10 +2,15 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from accounts.models import UserRole
+from accounts.models import ApiToken, UserRole
 from accounts.roles import Role
 
 # Users of AccessHive are people, a few dozen at most; a cap instead of paging keeps the
@@ -83,3 +88,32 @@ def list_users() -> UserPage:
         for user in shown
     ]
     return UserPage(users=rows, limit=limit, truncated=len(users) > limit)
+
+
+def list_lockouts() -> list[AccessAttempt]:
+    """Username and address pairs that django-axes refuses now (failures at the limit within
+    the cooling-off time), newest first."""
+    since = timezone.now() - get_cool_off()
+    return list(
+        AccessAttempt.objects.filter(
+            failures_since_start__gte=settings.AXES_FAILURE_LIMIT, attempt_time__gte=since
+        )
+        .only("username", "ip_address", "failures_since_start", "attempt_time")
+        .order_by("-attempt_time")[:USER_LIMIT]
+    )
+
+
+def get_lockout(attempt_id: int) -> AccessAttempt | None:
+    return AccessAttempt.objects.filter(pk=attempt_id).first()
+
+
+def list_api_tokens(user: Any, *, everyone: bool) -> list[ApiToken]:
+    """The user's API tokens, or everyone's (admins), newest first; never the secret."""
+    tokens = ApiToken.objects.select_related("user").order_by("-created_at", "-id")
+    if not everyone:
+        tokens = tokens.filter(user=user)
+    return list(tokens[:USER_LIMIT])
+
+
+def get_api_token(token_id: int) -> ApiToken | None:
+    return ApiToken.objects.select_related("user").filter(pk=token_id).first()

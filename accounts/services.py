@@ -2,14 +2,17 @@
 
 from typing import Any
 
+from axes.models import AccessAttempt
+from axes.utils import reset
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.backends import forget_cached_role
-from accounts.models import UserRole
+from accounts.models import ApiToken, UserRole
 from accounts.roles import Role
-from trail.services import record
+from trail.services import known_username, record
 
 
 class RoleChangeRefusedError(ValueError):
@@ -98,3 +101,33 @@ def remove_role(user: AbstractBaseUser, *, actor: Any) -> bool:
         previous=previous,
     )
     return True
+
+
+@transaction.atomic
+def unlock(attempt: AccessAttempt, *, actor: Any) -> None:
+    """Let a locked-out username sign in again from that address, on the trail."""
+    reset(ip=attempt.ip_address, username=attempt.username)
+    known = known_username({"username": attempt.username or ""})
+    record(
+        "user.unlocked",
+        actor=actor,
+        target_label=known,
+        username=known,
+        address=attempt.ip_address,
+    )
+
+
+@transaction.atomic
+def revoke_api_token(token: ApiToken, *, actor: Any) -> bool:
+    """Refuse the token from now on; False if it was revoked already."""
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        record(
+            "api_token.revoked",
+            actor=actor,
+            target=token,
+            target_label=f"{token.name} ({token.prefix}…) of {token.user.get_username()}",
+        )
+    return bool(revoked)

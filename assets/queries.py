@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 
 from assets.models import Asset, AssetKind
 from identities.models import Platform
-from web.pages import InvalidFilterError, parse_id_cursor
+from web.inputs import SingleLineCharField
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter, parse_id_cursor
 
 STATES = (("present", "Present"), ("gone", "Gone"))
 
@@ -43,30 +44,26 @@ class AssetPage:
     next_before: int | None
 
 
+class AssetFilterForm(QueryForm):
+    platform = id_parameter("platform", "platform")
+    kind = choice_parameter("kind", AssetKind.values, "asset kind")
+    state = choice_parameter("state", dict(STATES), "state")
+    q = SingleLineCharField(required=False, max_length=200, label="q")
+
+
 def parse_filters(params: Mapping[str, str]) -> AssetFilters:
     """Read platform (an id), kind, state (present or gone) and q (part of the name)."""
-    raw_platform = params.get("platform", "").strip()
+    values = AssetFilterForm.parse(params)
     platform = None
-    if raw_platform:
-        if not raw_platform.isdigit():
-            raise InvalidFilterError(
-                "platform", f"platform must be a platform id, got {raw_platform!r}"
-            )
-        platform = Platform.objects.filter(pk=int(raw_platform)).first()
+    if values["platform"] is not None:
+        platform = Platform.objects.filter(pk=values["platform"]).first()
         if platform is None:
-            raise InvalidFilterError("platform", f"There is no platform with id {raw_platform}")
-    kind = params.get("kind", "").strip()
-    if kind and kind not in AssetKind.values:
-        raise InvalidFilterError(
-            "kind", f"Unknown asset kind {kind!r}; expected one of: {', '.join(AssetKind.values)}"
-        )
-    state = params.get("state", "").strip()
-    if state and state not in dict(STATES):
-        raise InvalidFilterError("state", f"state is present or gone, got {state!r}")
-    name = params.get("q", "").strip()
-    if len(name) > 200:
-        raise InvalidFilterError("q", "q is at most 200 characters")
-    return AssetFilters(platform=platform, kind=kind, state=state, name=name)
+            raise InvalidFilterError(
+                "platform", f"There is no platform with id {values['platform']}"
+            )
+    return AssetFilters(
+        platform=platform, kind=values["kind"], state=values["state"], name=values["q"]
+    )
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:

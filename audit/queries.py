@@ -6,13 +6,18 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 from connectors.google_reports import APPLICATIONS
 from identities.models import Platform
-from web.pages import InvalidFilterError
+from web.inputs import (
+    BoundedDateTimeField,
+    InvalidInputError,
+    SingleLineCharField,
+    check_datetime,
+    check_integer,
+)
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,12 @@ class Cursor:
     @classmethod
     def parse(cls, raw: str) -> "Cursor":
         micros, _, event_id = raw.partition("_")
-        if not (micros.lstrip("-").isdigit() and event_id.isdigit()):
-            raise InvalidFilterError("before", f"before must be a page cursor, got {raw!r}")
-        seconds, rest = divmod(int(micros), 1_000_000)
-        moment = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=rest)
-        return cls(moment, int(event_id))
+        try:
+            seconds, rest = divmod(check_integer(micros, "before", minimum=-(2**62)), 1_000_000)
+            moment = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=rest)
+            return cls(check_datetime(moment, "before"), check_integer(event_id, "before"))
+        except (InvalidInputError, ValueError, OverflowError, OSError):
+            raise InvalidFilterError("before", "before must be a page cursor") from None
 
 
 @dataclass(frozen=True)
@@ -78,48 +84,34 @@ def page_size() -> int:
     return int(settings.AUDIT_PAGE_SIZE)
 
 
-def _parse_time(params: Mapping[str, str], name: str) -> dt.datetime | None:
-    raw = params.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        moment = parse_datetime(raw)
-    except ValueError:
-        moment = None
-    if moment is None:
-        raise InvalidFilterError(
-            name, f"{name} must be a date and time like 2025-01-31T09:30 (UTC), got {raw!r}"
-        )
-    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt.UTC)
+class EventFilterForm(QueryForm):
+    platform = id_parameter("platform", "platform")
+    actor = SingleLineCharField(required=False, max_length=320, label="actor")
+    application = choice_parameter("application", APPLICATIONS, "application")
+    event = SingleLineCharField(required=False, max_length=200, label="event")
+    since = BoundedDateTimeField(required=False, label="since")
+    until = BoundedDateTimeField(required=False, label="until")
 
 
 def parse_filters(params: Mapping[str, str]) -> EventFilters:
     """Read platform (an id), actor (an email), application, event, since and until."""
-    raw_platform = params.get("platform", "").strip()
+    values = EventFilterForm.parse(params)
     platform = None
-    if raw_platform:
-        if not raw_platform.isdigit():
-            raise InvalidFilterError(
-                "platform", f"platform must be a platform id, got {raw_platform!r}"
-            )
-        platform = Platform.objects.filter(pk=int(raw_platform)).first()
+    if values["platform"] is not None:
+        platform = Platform.objects.filter(pk=values["platform"]).first()
         if platform is None:
-            raise InvalidFilterError("platform", f"There is no platform with id {raw_platform}")
-    application = params.get("application", "").strip()
-    if application and application not in APPLICATIONS:
-        raise InvalidFilterError(
-            "application",
-            f"Unknown application {application!r}; expected one of: {', '.join(APPLICATIONS)}",
-        )
-    since, until = _parse_time(params, "since"), _parse_time(params, "until")
+            raise InvalidFilterError(
+                "platform", f"There is no platform with id {values['platform']}"
+            )
+    since, until = values["since"], values["until"]
     if since and until and since >= until:
         raise InvalidFilterError("until", "until must be later than since")
     return EventFilters(
         platform=platform,
         # Stored lower-cased (Google's addresses are case-insensitive), so matched that way.
-        actor=params.get("actor", "").strip().lower(),
-        application=application,
-        event_name=params.get("event", "").strip(),
+        actor=values["actor"].lower(),
+        application=values["application"],
+        event_name=values["event"],
         since=since,
         until=until,
     )

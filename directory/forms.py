@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from connectors.ldap import normalize_ca_certificate
 from directory.models import AD_MAPPING, IdentitySource, JmlRule
 from identities.models import Platform
+from web.destinations import require_secret_again
 
 SCHEDULE_HELP = "Minutes between scheduled syncs (default 60); 0 syncs only on “Sync now”."
 
@@ -76,6 +77,10 @@ class GoogleWorkspaceSourceForm(forms.ModelForm):  # type: ignore[type-arg]
         if not 1 <= size <= 500:
             raise forms.ValidationError("Google lists 1 to 500 users per page.")
         return size
+
+
+# Where the stored bind password is sent.
+LDAP_DESTINATIONS = ("ldap_url",)
 
 
 class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -157,6 +162,12 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
         stored = bool(self.instance.pk and self.instance.ldap_password_ref)
         if cleaned.get("ldap_bind_dn") and not cleaned.get("bind_password") and not stored:
             self.add_error("bind_password", "Required with a bind DN.")
+        require_secret_again(
+            self,
+            "bind_password",
+            destinations=LDAP_DESTINATIONS,
+            has_stored_secret=stored,
+        )
         if cleaned.get("map_disabled_match") in ("bitmask", "equals") and not cleaned.get(
             "map_disabled_value"
         ):

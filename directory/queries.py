@@ -1,11 +1,13 @@
 """Read-only queries for the directory pages and API: sources, runs, events (keyset paged)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter, parse_id_cursor
 
 RUNS_SHOWN = 10
 
@@ -36,6 +38,29 @@ def list_runs(source: IdentitySource) -> list[SyncRun]:
 
 def get_run(run_id: int) -> SyncRun | None:
     return SyncRun.objects.select_related("source", "job").filter(pk=run_id).first()
+
+
+class EventFilterForm(QueryForm):
+    source = id_parameter("source", "source")
+    kind = choice_parameter("kind", EventKind.values, "event kind")
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    source: IdentitySource | None
+    kind: str
+    before: int | None
+
+
+def parse_event_filters(params: Mapping[str, str]) -> EventFilters:
+    """Read source (an id), kind and the cursor ``before`` of the directory events list."""
+    values = EventFilterForm.parse(params)
+    source = None
+    if values["source"] is not None:
+        source = get_source(values["source"])
+        if source is None:
+            raise InvalidFilterError("source", f"There is no source with id {values['source']}")
+    return EventFilters(source, values["kind"], parse_id_cursor(params, "event"))
 
 
 def parse_kind(raw: str | None) -> str:

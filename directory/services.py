@@ -14,6 +14,7 @@ from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
 from jobs.services import enqueue
 from trail.services import changed_fields, record
 from vault.backends import get_vault
+from web.destinations import describe_moves
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def update_source(
     source: IdentitySource, *, bind_password: str = "", actor: Any = None, **fields: Any
 ) -> IdentitySource:
     """Change a source's settings; an empty password keeps the stored one."""
-    changed = changed_fields(IdentitySource.objects.get(pk=source.pk), fields)
+    stored = IdentitySource.objects.get(pk=source.pk)
+    changed = changed_fields(stored, fields)
     interval_changed = (
         "sync_interval_minutes" in fields
         and fields["sync_interval_minutes"] != source.sync_interval_minutes
@@ -72,6 +74,7 @@ def update_source(
             actor=actor,
             target=source,
             changed=changed,
+            **describe_moves(stored, fields, ("ldap_url",)),
             bind_password_replaced=bool(bind_password),
         )
     return source

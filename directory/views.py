@@ -15,7 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from directory import queries, services
 from directory.forms import SOURCE_FORMS, LdapSourceForm, RuleForm, SyncNowForm
 from directory.models import EventKind, IdentitySource, JmlRule
-from web.pages import require_permissions, wants_fragment
+from web.inputs import InvalidInputError
+from web.pages import bad_request, require_permissions, wants_fragment
 
 VIEW_SOURCE = "directory.view_identitysource"
 ADD_SOURCE = "directory.add_identitysource"
@@ -186,10 +187,11 @@ def events_url(source_id: int | None, kind: str, before: int | None = None) -> s
 @login_required
 def event_list(request: HttpRequest) -> HttpResponse:
     require_permissions(request, VIEW_EVENT)
-    source_raw, before_raw = request.GET.get("source", ""), request.GET.get("before", "")
-    source = queries.get_source(int(source_raw)) if source_raw.isdigit() else None
-    kind = queries.parse_kind(request.GET.get("kind"))
-    before = int(before_raw) if before_raw.isdigit() else None
+    try:
+        filters = queries.parse_event_filters(request.GET)
+    except InvalidInputError as exc:
+        return bad_request(request, exc)
+    source, kind, before = filters.source, filters.kind, filters.before
     page = queries.list_events(source=source, kind=kind, before=before)
     source_id = source.pk if source else None
     context = {

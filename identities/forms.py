@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from assets.queries import list_org_unit_paths
 from identities.models import Identity, IdentityProvider, IdentityType, Platform
 from identities.services import IdentityInput
+from web.destinations import require_secret_again
 
 MAX_KEY_BYTES = 64 * 1024
 SERVICE_ACCOUNT_KEY_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email")
@@ -242,6 +243,11 @@ IDENTITY_FORMS: dict[str, type[IdentityForm]] = {
 }
 
 
+# Where each one's stored secret (or a token made with it) is sent.
+PLATFORM_DESTINATIONS = ("api_endpoint",)
+PROVIDER_DESTINATIONS = ("scim_base_url",)
+
+
 class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
     api_endpoint = forms.URLField(
         required=False,
@@ -292,6 +298,12 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
                     self.add_error(
                         "service_account_key", "Required for a Google Workspace platform."
                     )
+            require_secret_again(
+                self,
+                "service_account_key",
+                destinations=PLATFORM_DESTINATIONS,
+                has_stored_secret=bool(self.instance.service_account_key_ref),
+            )
             admin = str(cleaned.get("admin_email") or "").lower()
             domain = str(cleaned.get("primary_domain") or "").lower()
             if admin and domain and not admin.endswith("@" + domain):
@@ -317,4 +329,10 @@ class IdentityProviderForm(forms.ModelForm):  # type: ignore[type-arg]
         cleaned = super().clean() or {}
         if not cleaned.get("scim_token") and not (self.instance.pk and self.instance.token_ref):
             self.add_error("scim_token", "Required.")
+        require_secret_again(
+            self,
+            "scim_token",
+            destinations=PROVIDER_DESTINATIONS,
+            has_stored_secret=bool(self.instance.token_ref),
+        )
         return cleaned

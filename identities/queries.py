@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
-from web.pages import InvalidFilterError, parse_id_cursor
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter, parse_id_cursor
 
 # Identities whose provisioning jobs are still on their way; their pages refresh themselves.
 ACTIVE_STATUSES = frozenset({IdentityStatus.PENDING, IdentityStatus.PROVISIONING})
@@ -57,33 +57,23 @@ def page_size() -> int:
     return int(settings.IDENTITY_PAGE_SIZE)
 
 
+class IdentityFilterForm(QueryForm):
+    status = choice_parameter("status", IdentityStatus.values, "identity status")
+    type = choice_parameter("type", IdentityType.values, "identity type")
+    platform = id_parameter("platform", "platform")
+
+
 def parse_filters(params: Mapping[str, str]) -> IdentityFilters:
     """Read ``status``, ``type`` and ``platform`` (an id) from a query string; bad values raise."""
-    status = params.get("status", "").strip()
-    identity_type = params.get("type", "").strip()
-    raw_platform = params.get("platform", "").strip()
-    if status and status not in IdentityStatus.values:
-        raise InvalidFilterError(
-            "status",
-            f"Unknown identity status {status!r}; expected one of: "
-            f"{', '.join(IdentityStatus.values)}",
-        )
-    if identity_type and identity_type not in IdentityType.values:
-        raise InvalidFilterError(
-            "type",
-            f"Unknown identity type {identity_type!r}; expected one of: "
-            f"{', '.join(IdentityType.values)}",
-        )
+    values = IdentityFilterForm.parse(params)
     platform = None
-    if raw_platform:
-        if not raw_platform.isdigit() or int(raw_platform) <= 0:
-            raise InvalidFilterError(
-                "platform", f"platform must be a platform id, got {raw_platform!r}"
-            )
-        platform = get_platform(int(raw_platform))
+    if values["platform"] is not None:
+        platform = get_platform(values["platform"])
         if platform is None:
-            raise InvalidFilterError("platform", f"There is no platform with id {raw_platform}")
-    return IdentityFilters(status=status, identity_type=identity_type, platform=platform)
+            raise InvalidFilterError(
+                "platform", f"There is no platform with id {values['platform']}"
+            )
+    return IdentityFilters(status=values["status"], identity_type=values["type"], platform=platform)
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:

@@ -19,6 +19,7 @@ from jobs.models import Job, JobStatus, JobType, Trigger
 from jobs.services import enqueue
 from trail.services import changed_fields, record
 from vault.backends import get_vault
+from web.destinations import describe_moves
 
 PROVISIONING_JOB_TYPES = (JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER)
 
@@ -192,6 +193,7 @@ def update_platform(
             actor=actor,
             target=platform,
             changed=changed,
+            **describe_moves(stored, fields, ("api_endpoint",)),
             key_replaced=service_account_key is not None,
         )
     return platform
@@ -215,6 +217,7 @@ def update_identity_provider(
             actor=actor,
             target=provider,
             changed=changed,
+            **describe_moves(stored, fields, ("scim_base_url",)),
             token_replaced=bool(token),
         )
     return provider

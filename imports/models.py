@@ -76,6 +76,9 @@ class ImportChunk(models.Model):
 
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="chunks")
     number = models.PositiveIntegerField()
+    # AES-256-GCM with the embedded vault's key ring (imports.services.seal_piece): the file
+    # holds secret columns. Empty: a piece stored in plain text before encryption came.
+    key_id = models.CharField(max_length=64, blank=True, default="")
     data = models.BinaryField()
 
     class Meta:

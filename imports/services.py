@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.db import transaction
 from django.db.models import F
@@ -31,6 +32,7 @@ from jobs.errors import PermanentError
 from jobs.models import Job, JobType, Trigger
 from jobs.services import enqueue
 from trail.services import record
+from vault.crypto import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,12 @@ def start_import(upload: "File[Any]", *, filename: str, dry_run: bool, actor: An
         )
         numbers = itertools.count()
 
+        keys = upload_key_ring()
+
         def store(chunk: bytes) -> None:
-            ImportChunk.objects.create(batch=batch, number=next(numbers), data=chunk)
+            number = next(numbers)
+            key_id, sealed = keys.seal(chunk, piece_label(batch.pk, number))
+            ImportChunk.objects.create(batch=batch, number=number, key_id=key_id, data=sealed)
 
         summary = csvfile.scan(
             read_pieces(upload), max_rows=max_rows(), max_bytes=limit, sink=store
@@ -120,18 +126,42 @@ def read_pieces(upload: "File[Any]") -> Iterator[bytes]:
         yield bytes(piece)
 
 
+def upload_key_ring() -> KeyRing:
+    """The embedded vault's keys, which also seal uploads while they wait (with HashiCorp
+    Vault too: uploads stay in our database)."""
+    try:
+        return KeyRing.from_lines(settings.VAULT_EMBEDDED_KEYS)
+    except ImproperlyConfigured:
+        raise ImportFileError(
+            "Uploads are kept encrypted until they are imported, with the keys of "
+            "ACCESSHIVE_VAULT_KEYS, which is not set: ask an operator to set it."
+        ) from None
+
+
+def piece_label(batch_id: int, number: int) -> bytes:
+    """Bound into each piece's encryption: a piece cannot be passed off as another."""
+    return f"imports/{batch_id}/{number}".encode()
+
+
 def stored_chunks(batch_id: int) -> Iterator[bytes]:
     """The stored file, one piece per query, so memory holds a piece, never the file."""
     numbers = ImportChunk.objects.filter(batch_id=batch_id).order_by("number")
+    keys: KeyRing | None = None
     for number in list(numbers.values_list("number", flat=True)):
-        data = (
+        row = (
             ImportChunk.objects.filter(batch_id=batch_id, number=number)
-            .values_list("data", flat=True)
+            .values_list("key_id", "data")
             .first()
         )
-        if data is None:
+        if row is None:
             raise Superseded(f"the upload of import #{batch_id} was deleted meanwhile")
-        yield bytes(data)
+        key_id, data = row
+        if not key_id:
+            yield bytes(data)
+            continue
+        keys = keys or upload_key_ring()
+        label = piece_label(batch_id, number)
+        yield keys.open(key_id, bytes(data), label, label=f"import #{batch_id} piece {number}")
 
 
 # --- processing -----------------------------------------------------------------------------

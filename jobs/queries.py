@@ -10,7 +10,7 @@ from django.db.models.functions import TruncHour
 
 from jobs import registry
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
-from web.pages import InvalidFilterError, parse_id_cursor
+from web.pages import QueryForm, choice_parameter, parse_id_cursor
 
 # Columns a list never shows and that can be large (JSON blobs, tracebacks).
 HEAVY_COLUMNS = ("params", "result", "error_traceback", "error_message")
@@ -50,21 +50,15 @@ def list_job_types() -> list[tuple[str, str]]:
     return types
 
 
+class JobFilterForm(QueryForm):
+    type = choice_parameter("type", list_job_types, "job type")
+    status = choice_parameter("status", JobStatus.values, "job status")
+
+
 def parse_filters(params: Mapping[str, str]) -> JobFilters:
     """Read ``type`` and ``status`` from a query string; unknown values raise."""
-    job_type = params.get("type", "").strip()
-    status = params.get("status", "").strip()
-    type_keys = [key for key, _ in list_job_types()]
-    if job_type and job_type not in type_keys:
-        raise InvalidFilterError(
-            "type", f"Unknown job type {job_type!r}; expected one of: {', '.join(type_keys)}"
-        )
-    if status and status not in JobStatus.values:
-        raise InvalidFilterError(
-            "status",
-            f"Unknown job status {status!r}; expected one of: {', '.join(JobStatus.values)}",
-        )
-    return JobFilters(job_type=job_type, status=status)
+    values = JobFilterForm.parse(params)
+    return JobFilters(job_type=values["type"], status=values["status"])
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:

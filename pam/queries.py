@@ -12,6 +12,8 @@ from identities.models import Identity, IdentityType
 from jobs.models import Job, JobType
 from pam import services
 from pam.models import CHECKOUT_TYPES, AccessSession, CredentialState
+from web.inputs import InvalidInputError
+from web.pages import parse_id_cursor
 
 CHECK_OUT_PERMISSION = "pam.check_out_credential"
 RECORD_ROTATION_PERMISSION = "pam.record_manual_rotation"
@@ -19,7 +21,7 @@ VIEW_IDENTITY_PERMISSION = "identities.view_identity"
 HISTORY_LENGTH = 20
 
 
-class InvalidPageError(ValueError):
+class InvalidPageError(InvalidInputError):
     """The ``before`` parameter is not a session id."""
 
 
@@ -48,12 +50,10 @@ def page_size() -> int:
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:
-    raw = params.get("before", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise InvalidPageError(f"before must be a session id, not {raw!r}")
-    return int(raw)
+    try:
+        return parse_id_cursor(params, "session")
+    except InvalidInputError as exc:
+        raise InvalidPageError(exc.parameter, exc.message) from None
 
 
 @dataclass(frozen=True)

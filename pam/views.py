@@ -21,7 +21,12 @@ from pam import queries, services
 from pam.forms import CheckOutForm, ManualRotationForm
 from pam.models import AccessSession
 from vault.errors import VaultError
-from web.pages import require_permissions
+from web.pages import QueryForm, choice_parameter, require_permissions
+
+
+class ReturnToForm(QueryForm):
+    return_to = choice_parameter("return_to", ["identity", "sessions"], "page to return to")
+
 
 CHECK_OUT = queries.CHECK_OUT_PERMISSION
 RECORD_ROTATION = queries.RECORD_ROTATION_PERMISSION
@@ -35,7 +40,10 @@ def identity_url(identity_id: int) -> str:
 def back_to(request: HttpRequest, session: AccessSession) -> HttpResponse:
     """Where a session's buttons lead back to: the page they were on, as far as it may be
     shown (a named choice, never a URL from the request)."""
-    if request.POST.get("return_to") == "identity" and request.user.has_perm(VIEW_IDENTITY):
+    # Read after the action is done: a value not offered means the default, not a refusal.
+    form = ReturnToForm(request.POST)
+    return_to = form.cleaned_data["return_to"] if form.is_valid() else "sessions"
+    if return_to == "identity" and request.user.has_perm(VIEW_IDENTITY):
         return redirect(identity_url(session.identity_id))
     return redirect("pam:my-sessions")
 

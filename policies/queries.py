@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policies.models import Policy, Violation, ViolationStatus
-from web.pages import InvalidFilterError, parse_id_cursor
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter, parse_id_cursor
 
 PAGE_SIZE = 50
 
@@ -19,17 +19,19 @@ class ViolationFilters:
         return {key: value for key, value in query.items() if value}
 
 
+class ViolationFilterForm(QueryForm):
+    status = choice_parameter("status", ViolationStatus.values, "violation status")
+    policy = id_parameter("policy", "policy")
+
+
 def parse_filters(params: Mapping[str, str]) -> ViolationFilters:
-    status = params.get("status", "").strip()
-    if status and status not in ViolationStatus.values:
-        raise InvalidFilterError("status", f"unknown status {status!r}")
-    raw = params.get("policy", "").strip()
+    values = ViolationFilterForm.parse(params)
     policy = None
-    if raw:
-        policy = Policy.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    if values["policy"] is not None:
+        policy = Policy.objects.filter(pk=values["policy"]).first()
         if policy is None:
-            raise InvalidFilterError("policy", f"no policy with id {raw!r}")
-    return ViolationFilters(status=status, policy=policy)
+            raise InvalidFilterError("policy", f"no policy with id {values['policy']}")
+    return ViolationFilters(status=values["status"], policy=policy)
 
 
 def parse_before(params: Mapping[str, str]) -> int | None:

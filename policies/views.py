@@ -2,14 +2,14 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from policies import queries, services
 from policies.forms import PolicyForm
 from policies.models import Policy, Violation, ViolationStatus
-from web.pages import InvalidFilterError, require_permissions
+from web.pages import InvalidFilterError, bad_request, require_permissions
 
 
 @login_required
@@ -43,7 +43,7 @@ def violation_list(request: HttpRequest) -> HttpResponse:
         filters = queries.parse_filters(request.GET)
         before = queries.parse_before(request.GET)
     except InvalidFilterError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return bad_request(request, exc)
     violations, next_before = queries.list_violations(filters, before=before)
     return render(
         request,

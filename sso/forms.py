@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 
 from sso import saml
 from sso.models import SamlSettings
+from web.inputs import SingleLineCharField
+from web.pages import QueryForm
 
 MAX_METADATA_BYTES = 512 * 1024
 GROUP_FIELDS = ("admin_groups", "operator_groups", "viewer_groups")
@@ -172,3 +174,16 @@ class SamlSettingsForm(forms.Form):
     def settings_values(self) -> dict[str, Any]:
         """The cleaned values as SamlSettings fields."""
         return {name: self.cleaned_data[name] for name in self.fields if name != "idp_metadata"}
+
+
+class SignInQuery(QueryForm):
+    """``?next=``: where to go after signing in (checked against our own host later)."""
+
+    next = SingleLineCharField(required=False, max_length=2000, label="next")
+
+
+class AssertionPost(QueryForm):
+    """The IdP's HTTP-POST to the ACS: a base64 SAML response and the relay state."""
+
+    SAMLResponse = forms.CharField(required=False, max_length=1_000_000, strip=False)
+    RelayState = SingleLineCharField(required=False, max_length=2000, label="RelayState")

@@ -28,7 +28,7 @@ from sso import saml
 from sso.errors import SignInRefused
 from sso.models import SINGLE_ROW_ID, SamlSettings, UsedAssertion
 from trail.origin import Origin, acting_from, client_ip
-from trail.services import record
+from trail.services import record, record_anonymous_refusal
 from vault.backends import get_vault
 
 log = logging.getLogger(__name__)
@@ -184,12 +184,12 @@ def sign_in(
                 "sso.signin.refused",
                 extra={"reason": refusal.code, "email": refusal.email or None},
             )
-            record(
-                # A forgery attempt stands out on the trail from a faulty or stale response.
+            # Anyone can post to the ACS: a flood from one address is counted, not recorded.
+            # A forgery attempt stands out on the trail from a faulty or stale response.
+            record_anonymous_refusal(
                 "user.sign_in_tampering"
                 if refusal.code == saml.TAMPERING
                 else "user.sign_in_refused",
-                actor=None,
                 target_label=refusal.email,
                 reason=refusal.reason,
                 code=refusal.code,

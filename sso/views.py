@@ -20,7 +20,7 @@ from django.views.decorators.http import (
 
 from sso import saml, services
 from sso.errors import SignInRefused
-from sso.forms import SamlSettingsForm
+from sso.forms import AssertionPost, SamlSettingsForm, SignInQuery
 from web.pages import require_permissions
 
 CHANGE_SETTINGS = "sso.change_samlsettings"
@@ -94,7 +94,8 @@ def metadata(request: HttpRequest) -> HttpResponse:
 @require_safe
 def sign_in(request: HttpRequest) -> HttpResponse:
     try:
-        url, request_id = services.start_sign_in(request, next_url=request.GET.get("next"))
+        next_url = SignInQuery.parse(request.GET)["next"] or None
+        url, request_id = services.start_sign_in(request, next_url=next_url)
     except SignInRefused as refusal:
         return _refused(request, refusal)
     response = HttpResponseRedirect(url)
@@ -111,11 +112,12 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 @require_POST
 def acs(request: HttpRequest) -> HttpResponse:
     pending = _pending(request)
+    posted = AssertionPost.parse(request.POST)
     try:
         signed_in = services.sign_in(
             request,
-            saml_response=request.POST.get("SAMLResponse", ""),
-            relay_state=request.POST.get("RelayState", ""),
+            saml_response=posted["SAMLResponse"],
+            relay_state=posted["RelayState"],
             pending=[request_id for request_id, _ in pending],
         )
     except SignInRefused as refusal:

@@ -29,3 +29,11 @@ def require_services(*names: str) -> None:
 @pytest.fixture
 def services() -> None:
     require_services("postgres", "redis")
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Counters kept in Django's cache (the trail's refusals per address) start at zero."""
+    from django.core.cache import cache
+
+    cache.clear()

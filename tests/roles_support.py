@@ -2,10 +2,12 @@
 
 from dataclasses import dataclass
 
+from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import ApiToken
 from accounts.services import set_role
 from assets.models import Asset, AssetKind
 from audit.models import AuditEvent
@@ -94,6 +96,17 @@ def make_world() -> World:
             source=source, user=directory_user, kind="joiner", label="ada@example.com"
         ).pk,
         "policy": policy.pk,
+        "lockout": AccessAttempt.objects.create(
+            username="mallory",
+            ip_address="10.0.0.66",
+            user_agent="",
+            http_accept="",
+            path_info="/login/",
+            get_data="",
+            post_data="",
+            failures_since_start=50,
+        ).pk,
+        "api_token": ApiToken.issue(users[VIEWER], "table")[0].pk,
         "violation": Violation.objects.create(
             policy=policy, subject_kind="user", subject_id="1", subject_label="ada@example.com"
         ).pk,

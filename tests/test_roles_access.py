@@ -86,6 +86,10 @@ TABLE = [
     # Users and their roles
     Route("accounts:users", "GET", ADMINS),
     Route("accounts:set-role", "POST", ADMINS, ("user",), lambda world: {"role": "viewer"}),
+    Route("accounts:unlock", "POST", ADMINS, ("lockout",)),
+    # Anyone with a role holds their own API tokens; the table's token is the viewer's.
+    Route("accounts:tokens", "GET", READERS),
+    Route("accounts:revoke-token", "POST", READERS, ("api_token",)),
     # Identities and their settings
     Route("identities:list", "GET", READERS),
     Route("identities:detail", "GET", READERS, ("identity",)),

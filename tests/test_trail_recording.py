@@ -180,7 +180,16 @@ def test_identity_provider_created_and_changed_with_the_token_flag_only(web, adm
     changed = {**data, "scim_base_url": "https://okta.example/scim/v3", "scim_token": SECRET + "2"}
     assert web.post(edit, changed).status_code == 302
     entry = only("identity_provider.changed")
-    assert entry.detail == {"changed": ["scim_base_url"], "token_replaced": True}
+    assert entry.detail == {
+        "changed": ["scim_base_url"],
+        "moved": {
+            "scim_base_url": {
+                "from": "https://okta.example/scim/v2",
+                "to": "https://okta.example/scim/v3",
+            }
+        },
+        "token_replaced": True,
+    }
     assert SECRET not in trail_text()
 
 

@@ -12,6 +12,9 @@ ACTIONS: dict[str, str] = {
     "user.sign_in_refused": "SSO sign-in refused",
     "user.sign_in_tampering": "SSO response tampered with",
     "user.role_changed": "Role changed",
+    "user.locked_out": "Sign-in locked out",
+    "user.unlocked": "Sign-in unlocked",
+    "api_token.revoked": "API token revoked",
     # Identities, platforms, identity providers.
     "identity.created": "Identity created",
     "import.started": "Import started",

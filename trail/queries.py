@@ -12,14 +12,14 @@ from django.utils import timezone
 
 from trail.actions import ACTIONS
 from trail.models import Source, TrailEntry
-from web.pages import InvalidFilterError, parse_id_cursor
+from web.inputs import BoundedDateField, SingleLineCharField
+from web.pages import InvalidFilterError, QueryForm, choice_parameter, parse_id_cursor
 
 DEFAULT_PAGE_SIZE = 50
 MAX_ACTOR_LENGTH = TrailEntry._meta.get_field("actor_name").max_length or 150
 MAX_TARGET_ID_LENGTH = TrailEntry._meta.get_field("target_id").max_length or 64
 # A model's label as the trail stores it: "identities.identity".
 TARGET_TYPE = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
-DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -69,25 +69,13 @@ def page_size() -> int:
     return int(getattr(settings, "TRAIL_PAGE_SIZE", DEFAULT_PAGE_SIZE))
 
 
-def _parse_date(params: Mapping[str, str], name: str) -> dt.date | None:
-    raw = params.get(name, "").strip()
-    if not raw:
-        return None
-    if DATE.fullmatch(raw):
-        try:
-            return dt.date.fromisoformat(raw)
-        except ValueError:
-            pass  # 2025-02-30
-    raise InvalidFilterError(name, f"{name} must be a date like 2025-01-31, got {raw!r}")
-
-
 def _parse_target(raw: str) -> tuple[str, str]:
     target_type, _, target_id = raw.partition(":")
     if not TARGET_TYPE.fullmatch(target_type) or (":" in raw and not target_id):
         raise InvalidFilterError(
             "target",
             "target must be a kind of thing like identities.identity, or one thing like "
-            f"identities.identity:12, got {raw!r}",
+            "identities.identity:12",
         )
     if len(target_id) > MAX_TARGET_ID_LENGTH:
         raise InvalidFilterError(
@@ -96,43 +84,36 @@ def _parse_target(raw: str) -> tuple[str, str]:
     return target_type, target_id
 
 
+class TrailFilterForm(QueryForm):
+    actor = SingleLineCharField(required=False, max_length=MAX_ACTOR_LENGTH, label="actor")
+    action = choice_parameter("action", list(ACTIONS), "action")
+    target = SingleLineCharField(required=False, max_length=200, label="target")
+    source = choice_parameter("source", Source.values, "source")
+    ip = SingleLineCharField(required=False, max_length=64, label="ip")
+    since = BoundedDateField(required=False, label="since")
+    until = BoundedDateField(required=False, label="until")
+
+
 def parse_filters(params: Mapping[str, str]) -> TrailFilters:
     """Read actor, action, target, source, ip, since and until; a value the trail cannot
     hold raises InvalidFilterError naming its parameter."""
-    actor = params.get("actor", "").strip()
-    if len(actor) > MAX_ACTOR_LENGTH:
-        raise InvalidFilterError(
-            "actor", f"actor must be a username of at most {MAX_ACTOR_LENGTH} characters"
-        )
-    action = params.get("action", "").strip()
-    if action and action not in ACTIONS:
-        raise InvalidFilterError(
-            "action", f"Unknown action {action!r}; expected one of: {', '.join(ACTIONS)}"
-        )
-    raw_target = params.get("target", "").strip()
-    target_type, target_id = _parse_target(raw_target) if raw_target else ("", "")
-    source = params.get("source", "").strip()
-    if source and source not in Source.values:
-        raise InvalidFilterError(
-            "source", f"Unknown source {source!r}; expected one of: {', '.join(Source.values)}"
-        )
-    ip = params.get("ip", "").strip()
+    values = TrailFilterForm.parse(params)
+    target_type, target_id = _parse_target(values["target"]) if values["target"] else ("", "")
+    ip = values["ip"]
     if ip:
         try:
             ip = str(ipaddress.ip_address(ip))
         except ValueError:
-            raise InvalidFilterError(
-                "ip", f"ip must be an IPv4 or IPv6 address, got {ip!r}"
-            ) from None
-    since, until = _parse_date(params, "since"), _parse_date(params, "until")
+            raise InvalidFilterError("ip", "ip must be an IPv4 or IPv6 address") from None
+    since, until = values["since"], values["until"]
     if since and until and until < since:
         raise InvalidFilterError("until", "until must be the same day as since or later")
     return TrailFilters(
-        actor=actor,
-        action=action,
+        actor=values["actor"],
+        action=values["action"],
         target_type=target_type,
         target_id=target_id,
-        source=source,
+        source=values["source"],
         ip=ip,
         since=since,
         until=until,

@@ -4,6 +4,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
@@ -77,6 +80,45 @@ def record(
         source=source,
         source_ip=ip,
     )
+
+
+def known_username(credentials: dict[str, Any]) -> str:
+    """The typed username if it names a user; anything else someone typed (a password in the
+    wrong box, a guess) is not kept."""
+    field = get_user_model().USERNAME_FIELD
+    username = str(credentials.get(field) or credentials.get("username") or "")[:150]
+    if username and get_user_model().objects.filter(**{field: username}).exists():
+        return username
+    return ""
+
+
+def record_anonymous_refusal(
+    action: str, *, target_label: str = "", **detail: Any
+) -> TrailEntry | None:
+    """Record a refusal of someone not signed in (a failed sign-in, a refused SAML response),
+    at most TRAIL_ANONYMOUS_REFUSALS rows per address per TRAIL_REFUSAL_WINDOW seconds: past
+    that, one row says further refusals are only counted, and the rest are counted in the
+    cache, so anyone on the network cannot fill the trail."""
+    origin = current_origin()
+    key = f"trail.refusals:{action}:{origin.ip if origin else None}"
+    window = int(settings.TRAIL_REFUSAL_WINDOW)
+    cache.add(key, 0, window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, window)
+        count = 1
+    limit = int(settings.TRAIL_ANONYMOUS_REFUSALS)
+    if count <= limit:
+        return record(action, actor=None, target_label=target_label, **detail)
+    if count == limit + 1:
+        return record(
+            action,
+            actor=None,
+            suppressed=f"more than {limit} from this address: further ones in the next "
+            f"{window // 60} minutes are counted, not recorded",
+        )
+    return None
 
 
 def plain(detail: Mapping[str, Any]) -> dict[str, Any]:

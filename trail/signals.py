@@ -2,11 +2,11 @@
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.http import HttpRequest
 
-from trail.services import record
+from trail.services import known_username, record, record_anonymous_refusal
 
 # Set in the session before login() by a sign-in that is not the password form (SAML).
 AUTH_METHOD_SESSION_KEY = "accesshive_auth_method"
@@ -27,12 +27,23 @@ def sign_in_failed(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     # The credentials hold the password too: only the username is ever read from them.
-    field = get_user_model().USERNAME_FIELD
-    username = str(credentials.get(field) or credentials.get("username") or "")[:150]
-    record("user.sign_in_failed", actor=None, target_label=username, username=username)
+    username = known_username(credentials)
+    if username:
+        record("user.sign_in_failed", actor=None, target_label=username, username=username)
+    else:
+        record_anonymous_refusal("user.sign_in_failed")
+
+
+def locked_out(
+    sender: Any, request: HttpRequest | None, username: str | None = None, **kwargs: Any
+) -> None:
+    # Sent again for every attempt while locked: counted per address like other refusals.
+    known = known_username({"username": username or ""})
+    record_anonymous_refusal("user.locked_out", target_label=known, username=known)
 
 
 def connect() -> None:
     user_logged_in.connect(signed_in, dispatch_uid="trail.signed_in")
     user_logged_out.connect(signed_out, dispatch_uid="trail.signed_out")
     user_login_failed.connect(sign_in_failed, dispatch_uid="trail.sign_in_failed")
+    user_locked_out.connect(locked_out, dispatch_uid="trail.locked_out")

@@ -25,6 +25,7 @@ MAX_JSON_DEPTH = 32
 MAX_TEXT_LENGTH = 10_000
 
 _ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # C0 controls and DEL: never wanted in a single line (a name, an email, a filter).
 _LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 # Lone UTF-16 surrogates decode from JSON ("\ud800") but no UTF-8 database can store them.
@@ -106,6 +107,23 @@ def check_datetime(raw: object, parameter: str) -> dt.datetime:
     return moment
 
 
+def check_date(raw: object, parameter: str) -> dt.date:
+    """A day written YYYY-MM-DD between 1900-01-01 and 9998-12-31."""
+    if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+        day: dt.date | None = raw
+    else:
+        text = check_text(str(raw).strip(), parameter, max_length=10)
+        try:
+            day = dt.date.fromisoformat(text) if _ISO_DATE.fullmatch(text) else None
+        except ValueError:  # 2025-02-30
+            day = None
+    if day is None:
+        raise InvalidInputError(parameter, f"{parameter} must be a date like 2025-01-31")
+    if not EARLIEST.date() <= day <= LATEST.date():
+        raise InvalidInputError(parameter, f"{parameter} must be between 1900-01-01 and 9998-12-31")
+    return day
+
+
 def json_depth(value: Any) -> int:
     """How deeply lists and objects nest in an already parsed JSON value (iteratively)."""
     deepest = 0
@@ -158,7 +176,9 @@ class StrictIntegerField(forms.Field):
                 value, str(self.label or "value"), minimum=self.min_value, maximum=self.max_value
             )
         except InvalidInputError as exc:
-            raise _as_validation_error(exc) from None
+            # A form may say what the number is ("platform must be a platform id").
+            message = self.error_messages.get("invalid", exc.message)
+            raise forms.ValidationError(message, code="invalid") from None
 
 
 class SingleLineCharField(forms.CharField):
@@ -182,5 +202,17 @@ class BoundedDateTimeField(forms.Field):
             return None
         try:
             return check_datetime(value, str(self.label or "value"))
+        except InvalidInputError as exc:
+            raise _as_validation_error(exc) from None
+
+
+class BoundedDateField(forms.Field):
+    """A day (YYYY-MM-DD) within the range every part of the stack can hold."""
+
+    def to_python(self, value: Any) -> dt.date | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return check_date(value, str(self.label or "value"))
         except InvalidInputError as exc:
             raise _as_validation_error(exc) from None

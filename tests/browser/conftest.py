@@ -30,6 +30,7 @@ from tests.browser.support import (
     CHROMIUM_ARGS,
     JOB_WAIT_MS,
     SCREENSHOTS,
+    SECRET,
     Worker,
     require_browser,
     screenshot,
@@ -214,3 +215,18 @@ def failed_job(
     )
     wait_for_jobs(identity, JobStatus.FAILED, worker, count=1)
     return Job.objects.get(subject_id=str(identity.pk), job_type=JobType.CREATE_DOMAIN_USER)
+
+
+@pytest.fixture
+def shared_credential(platform: Platform) -> Identity:
+    """An external shared credential: its page carries the access-session panel."""
+    return create_identity(
+        IdentityInput(
+            identity_type=IdentityType.SHARED_CREDENTIAL_EXTERNAL,
+            platform=platform,
+            display_name="Ops bot",
+            login="ops-bot",
+            secret={"username": "ops-bot", "password": SECRET},
+        ),
+        actor=None,
+    )

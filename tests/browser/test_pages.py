@@ -5,8 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import User
 
-from identities.models import Identity, IdentityType, Platform
-from identities.services import IdentityInput, create_identity
+from identities.models import Identity
 from tests.browser.support import SECRET, expect, screenshot, sign_in
 
 if TYPE_CHECKING:
@@ -32,21 +31,6 @@ PAGES = [
     ("/settings/users/", "Users", "users"),
     ("/settings/sso/", "Single sign-on", "single-sign-on"),
 ]
-
-
-@pytest.fixture
-def shared_credential(platform: Platform) -> Identity:
-    """An external shared credential: its page carries the access-session panel."""
-    return create_identity(
-        IdentityInput(
-            identity_type=IdentityType.SHARED_CREDENTIAL_EXTERNAL,
-            platform=platform,
-            display_name="Ops bot",
-            login="ops-bot",
-            secret={"username": "ops-bot", "password": SECRET},
-        ),
-        actor=None,
-    )
 
 
 def test_the_main_pages_open_for_an_admin(
