@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "policies",
     "trail",
     "sso",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
 ]
 
 MIDDLEWARE = [
@@ -431,3 +432,6 @@ WORKER_HEARTBEAT_FILE = Path(
     os.environ.get("ACCESSHIVE_WORKER_HEARTBEAT_FILE", VAR_DIR / "worker-heartbeat")
 )
 WORKER_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE", 60)
+
+# Every form is drawn by templates/forms/ (label, input, help and errors aligned).
+FORM_RENDERER = "web.forms.FormRenderer"
