@@ -9,8 +9,12 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from jobs import registry
+from jobs.lifecycle import CANCELLED_ERROR_CLASS
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
 from web.pages import InvalidFilterError, parse_id_cursor
+
+# A status filter beside the five statuses: failed jobs whose reason is a cancel.
+CANCELLED = "cancelled"
 
 # Columns a list never shows and that can be large (JSON blobs, tracebacks).
 HEAVY_COLUMNS = ("params", "result", "error_traceback", "error_message")
@@ -59,10 +63,10 @@ def parse_filters(params: Mapping[str, str]) -> JobFilters:
         raise InvalidFilterError(
             "type", f"Unknown job type {job_type!r}; expected one of: {', '.join(type_keys)}"
         )
-    if status and status not in JobStatus.values:
+    if status and status not in (*JobStatus.values, CANCELLED):
+        expected = ", ".join((*JobStatus.values, CANCELLED))
         raise InvalidFilterError(
-            "status",
-            f"Unknown job status {status!r}; expected one of: {', '.join(JobStatus.values)}",
+            "status", f"Unknown job status {status!r}; expected one of: {expected}"
         )
     return JobFilters(job_type=job_type, status=status)
 
@@ -75,7 +79,9 @@ def filtered_jobs(filters: JobFilters) -> QuerySet[Job]:
     jobs = Job.objects.all()
     if filters.job_type:
         jobs = jobs.filter(job_type=filters.job_type)
-    if filters.status:
+    if filters.status == CANCELLED:
+        jobs = jobs.filter(status=JobStatus.FAILED, error_class=CANCELLED_ERROR_CLASS)
+    elif filters.status:
         jobs = jobs.filter(status=filters.status)
     return jobs
 

@@ -32,6 +32,7 @@ NOT_PAGES = {
     "login",
     "healthz",
     "imports:template",
+    "jobs:charts",  # a fragment the Jobs page loads into itself
     "imports:report",
     "sso:metadata",
     "sso:login",
