@@ -187,6 +187,7 @@ LOGGING = {
     "filters": {
         "job_context": {"()": "ops.logs.JobContextFilter"},
         "redact": {"()": "ops.logs.RedactSecretsFilter"},
+        "refusals": {"()": "ops.logs.RefusalWithoutTracebackFilter"},
     },
     "formatters": {
         "plain": {"()": "ops.logs.KeyValueFormatter"},
@@ -200,7 +201,10 @@ LOGGING = {
         }
     },
     # Django's own console handler (DEBUG only) would write its lines a second time, unformatted.
-    "loggers": {"django": {"handlers": [], "level": "NOTSET", "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "level": "NOTSET", "propagate": True},
+        "django.request": {"filters": ["refusals"], "level": "NOTSET", "propagate": True},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("ACCESSHIVE_LOG_LEVEL", "INFO")},
 }
 

@@ -82,11 +82,8 @@ def row_ids(response) -> list[int]:
 
 def field_block(html: str, name: str) -> str:
     """The markup of one form field: its label, input, help and errors."""
-    match = re.search(
-        rf'<(?:div|fieldset) class="field[^"]*" id="field-{name}">(.*?)</div>\s*</(?:div|fieldset)>',
-        html,
-        re.S,
-    )
+    start = rf'<(?:div|fieldset) class="field[^"]*" id="field-{name}">'
+    match = re.search(start + r"(.*?)</div>\s*</(?:div|fieldset)>", html, re.S)
     assert match, f"no field {name} on the page"
     return match.group(1)
 

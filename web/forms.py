@@ -4,7 +4,6 @@ field (templates/forms/), and a required select with a single choice starting on
 from typing import Any
 
 from django.forms.renderers import TemplatesSetting
-from django.utils.safestring import SafeString
 
 SELECT = "django/forms/widgets/select.html"
 
@@ -15,7 +14,7 @@ class FormRenderer(TemplatesSetting):
     form_template_name = "forms/form.html"
     field_template_name = "forms/field.html"
 
-    def render(self, template_name: str, context: dict[str, Any], request: Any = None) -> SafeString:
+    def render(self, template_name: str, context: dict[str, Any], request: Any = None) -> str:
         if template_name == SELECT:
             preselect_only_choice(context["widget"])
         return super().render(template_name, context, request)

@@ -30,7 +30,7 @@ def timestamp(at: datetime | None) -> SafeString | str:
 
 @register.simple_tag
 def countdown(at: datetime | None) -> SafeString | str:
-    """"in 38 s" until ``at``, counted down in the browser by static/js/app.js."""
+    """ "in 38 s" until ``at``, counted down in the browser by static/js/app.js."""
     if at is None:
         return "—"
     seconds = round((at - timezone.now()).total_seconds())
