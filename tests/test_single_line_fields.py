@@ -116,3 +116,24 @@ def test_a_csv_row_with_a_newline_in_a_quoted_name_is_a_row_problem(gws: Platfor
     [(field, message)] = checks[1].problems
     assert field == "given_name"
     assert "single line without control characters" in message
+
+
+@pytest.mark.parametrize(
+    ("form_path", "fields"),
+    [
+        ("sso.forms.SamlSettingsForm", ["idp_entity_id", "email_attribute", "groups_attribute"]),
+        ("policies.forms.PolicyForm", ["name", "allowed_group", "privileged_group"]),
+        ("directory.forms.LdapSourceForm", ["name", "ldap_bind_dn", "ldap_base_dn", "map_email"]),
+        ("directory.forms.GoogleWorkspaceSourceForm", ["name", "gws_domain"]),
+        ("identities.forms.PlatformForm", ["name", "primary_domain", "customer_id"]),
+        ("identities.forms.IdentityProviderForm", ["name"]),
+    ],
+)
+def test_the_settings_forms_names_are_single_lines_too(form_path: str, fields: list[str]) -> None:
+    from django.core.exceptions import ValidationError
+    from django.utils.module_loading import import_string
+
+    form = import_string(form_path)()
+    for name in fields:
+        with pytest.raises(ValidationError, match="single line without control characters"):
+            form.fields[name].clean("cn=admin\n,dc=example")
