@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "policies",
     "trail",
     "sso",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
 ]
 
 MIDDLEWARE = [
@@ -246,6 +247,7 @@ LOGGING = {
     "filters": {
         "job_context": {"()": "ops.logs.JobContextFilter"},
         "redact": {"()": "ops.logs.RedactSecretsFilter"},
+        "refusals": {"()": "ops.logs.RefusalWithoutTracebackFilter"},
     },
     "formatters": {
         "plain": {"()": "ops.logs.KeyValueFormatter"},
@@ -263,6 +265,7 @@ LOGGING = {
         "django": {"handlers": [], "level": "NOTSET", "propagate": True},
         # django-axes logs every sign-in at INFO; lockouts (WARNING) and the trail say enough.
         "axes": {"handlers": [], "level": "WARNING", "propagate": True},
+        "django.request": {"filters": ["refusals"], "level": "NOTSET", "propagate": True},
     },
     "root": {"handlers": ["console"], "level": os.environ.get("ACCESSHIVE_LOG_LEVEL", "INFO")},
 }
@@ -495,3 +498,6 @@ WORKER_HEARTBEAT_FILE = Path(
     os.environ.get("ACCESSHIVE_WORKER_HEARTBEAT_FILE", VAR_DIR / "worker-heartbeat")
 )
 WORKER_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE", 60)
+
+# Every form is drawn by templates/forms/ (label, input, help and errors aligned).
+FORM_RENDERER = "web.forms.FormRenderer"

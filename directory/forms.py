@@ -10,6 +10,7 @@ from connectors.ldap import normalize_ca_certificate
 from directory.models import AD_MAPPING, IdentitySource, JmlRule
 from identities.models import Platform
 from web.destinations import require_secret_again
+from web.inputs import SingleLineCharField
 
 SCHEDULE_HELP = "Minutes between scheduled syncs (default 60); 0 syncs only on “Sync now”."
 
@@ -67,6 +68,7 @@ class GoogleWorkspaceSourceForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = IdentitySource
         fields = ["name", "enabled", "platform", "gws_domain", "page_size", "sync_interval_minutes"]
+        field_classes = {"name": SingleLineCharField, "gws_domain": SingleLineCharField}
         help_texts = {
             "sync_interval_minutes": SCHEDULE_HELP,
             "page_size": "Users per page (max 500)",
@@ -110,6 +112,11 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
             "sync_interval_minutes",
         ]
         help_texts = {"sync_interval_minutes": SCHEDULE_HELP, "page_size": "Entries per page"}
+        field_classes = {
+            "name": SingleLineCharField,
+            "ldap_bind_dn": SingleLineCharField,
+            "ldap_base_dn": SingleLineCharField,
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,7 +128,7 @@ class LdapSourceForm(forms.ModelForm):  # type: ignore[type-arg]
                     label=label, choices=MAPPING_CHOICES[key], initial=mapping[key]
                 )
             else:
-                self.fields[name] = forms.CharField(
+                self.fields[name] = SingleLineCharField(
                     label=label,
                     initial=mapping[key],
                     required=key not in OPTIONAL_MAPPING,

@@ -12,6 +12,7 @@ from assets.queries import list_org_unit_paths
 from identities.models import Identity, IdentityProvider, IdentityType, Platform
 from identities.services import IdentityInput
 from web.destinations import require_secret_again
+from web.inputs import SingleLineCharField
 
 MAX_KEY_BYTES = 64 * 1024
 SERVICE_ACCOUNT_KEY_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email")
@@ -98,10 +99,10 @@ class DomainEmailMixin(forms.Form):
 
 class HumanInteractiveForm(DomainEmailMixin, IdentityForm):
     identity_type = IdentityType.HUMAN_INTERACTIVE
-    given_name = forms.CharField(max_length=100)
-    family_name = forms.CharField(max_length=100)
+    given_name = SingleLineCharField(max_length=100)
+    family_name = SingleLineCharField(max_length=100)
     email = forms.EmailField(max_length=254)
-    org_unit_path = forms.CharField(max_length=300, initial="/", required=False)
+    org_unit_path = SingleLineCharField(max_length=300, initial="/", required=False)
     field_order = ["platform", "given_name", "family_name", "email", "org_unit_path"]
 
     def clean_org_unit_path(self) -> str:
@@ -143,7 +144,7 @@ class HumanInteractiveForm(DomainEmailMixin, IdentityForm):
 class ManagedSharedCredentialForm(DomainEmailMixin, IdentityForm):
     identity_type = IdentityType.SHARED_CREDENTIAL_MANAGED
     email = forms.EmailField(max_length=254, label="Account email")
-    display_name = forms.CharField(max_length=200, required=False)
+    display_name = SingleLineCharField(max_length=200, required=False)
 
     def clean_platform(self) -> Platform:
         platform: Platform = self.cleaned_data["platform"]
@@ -165,9 +166,9 @@ class ManagedSharedCredentialForm(DomainEmailMixin, IdentityForm):
 
 class ExternalSharedCredentialForm(IdentityForm):
     identity_type = IdentityType.SHARED_CREDENTIAL_EXTERNAL
-    username = forms.CharField(max_length=320)
+    username = SingleLineCharField(max_length=320)
     password = forms.CharField(max_length=1024, widget=forms.PasswordInput(render_value=False))
-    display_name = forms.CharField(max_length=200, required=False)
+    display_name = SingleLineCharField(max_length=200, required=False)
     login_field = "username"
     secret_fields = ("username", "password")
 
@@ -178,7 +179,7 @@ class ServiceAccountForm(IdentityForm):
         required=False, label="JSON key (paste)", widget=forms.PasswordInput(render_value=False)
     )
     json_key_file = forms.FileField(required=False, label="…or upload the JSON key file")
-    display_name = forms.CharField(max_length=200, required=False)
+    display_name = SingleLineCharField(max_length=200, required=False)
     login_field = "json_key"
 
     def clean(self) -> dict[str, Any]:
@@ -213,7 +214,7 @@ class ServiceAccountForm(IdentityForm):
 
 class ApiKeyForm(IdentityForm):
     identity_type = IdentityType.API_KEY
-    name = forms.CharField(max_length=200, help_text="What the key is for, e.g. ci-deploy")
+    name = SingleLineCharField(max_length=200, help_text="What the key is for, e.g. ci-deploy")
     api_key = forms.CharField(
         max_length=4096, label="API key", widget=forms.PasswordInput(render_value=False)
     )
@@ -223,9 +224,9 @@ class ApiKeyForm(IdentityForm):
 
 class OAuthClientForm(IdentityForm):
     identity_type = IdentityType.OAUTH_CLIENT
-    client_id = forms.CharField(max_length=500)
+    client_id = SingleLineCharField(max_length=500)
     client_secret = forms.CharField(max_length=4096, widget=forms.PasswordInput(render_value=False))
-    display_name = forms.CharField(max_length=200, required=False)
+    display_name = SingleLineCharField(max_length=200, required=False)
     login_field = "client_id"
     secret_fields = ("client_id", "client_secret")
 
@@ -271,6 +272,11 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
             "admin_email",
             "api_endpoint",
         ]
+        field_classes = {
+            "name": SingleLineCharField,
+            "primary_domain": SingleLineCharField,
+            "customer_id": SingleLineCharField,
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -324,6 +330,7 @@ class IdentityProviderForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = IdentityProvider
         fields = ["name", "scim_base_url"]
+        field_classes = {"name": SingleLineCharField}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

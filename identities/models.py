@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -113,6 +114,9 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name} <{self.login}>"
+
+    def get_absolute_url(self) -> str:
+        return reverse("identities:detail", args=[self.pk])
 
     @property
     def vault_path(self) -> str:

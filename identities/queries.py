@@ -8,6 +8,9 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from identities.models import Identity, IdentityProvider, IdentityStatus, IdentityType, Platform
+from vault.backends import get_vault
+from vault.base import SecretRef
+from vault.errors import VaultError
 from web.pages import InvalidFilterError, QueryForm, choice_parameter, id_parameter, parse_id_cursor
 
 # Identities whose provisioning jobs are still on their way; their pages refresh themselves.
@@ -140,3 +143,16 @@ def get_google_workspace_platform_or_404(platform_id: int) -> Platform:
     if platform is None or not platform.is_google_workspace:
         raise Http404("No such Google Workspace platform")
     return platform
+
+
+def get_credential_ref(identity: Identity) -> str | None:
+    """Where the identity's credential is in the vault, as a reference (never the secret): the
+    stored one for a credential typed in, the generated password's current version for a
+    managed shared credential (its jobs write it). "" when the vault cannot say now."""
+    if identity.identity_type != IdentityType.SHARED_CREDENTIAL_MANAGED:
+        return identity.secret_ref or None
+    try:
+        version = get_vault().current_version(identity.password_path)
+    except VaultError:
+        return ""
+    return str(SecretRef(identity.password_path, version)) if version else None

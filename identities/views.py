@@ -160,6 +160,7 @@ def identity_detail(request: HttpRequest, identity_id: int) -> HttpResponse:
         "nav": "identities",
         "identity": identity,
         "is_active": queries.is_active(identity),
+        "credential_ref": queries.get_credential_ref(identity),
         "jobs": services.list_identity_jobs(identity),
     }
     return render_live(request, "identities/identity_detail.html", context)

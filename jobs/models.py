@@ -101,6 +101,12 @@ class Job(models.Model):
                 name="job_status_finished",
                 condition=Q(completed_at__isnull=False),
             ),
+            # The jobs list's "cancelled" filter (lifecycle.CANCELLED_ERROR_CLASS), newest first.
+            models.Index(
+                fields=["-id"],
+                name="job_cancelled_newest",
+                condition=Q(status="failed", error_class="Cancelled"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,8 +9,12 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from jobs import registry
+from jobs.lifecycle import CANCELLED_ERROR_CLASS
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobStatusCount, JobType
 from web.pages import QueryForm, choice_parameter, parse_id_cursor
+
+# A status filter beside the five statuses: failed jobs whose reason is a cancel.
+CANCELLED = "cancelled"
 
 # Columns a list never shows and that can be large (JSON blobs, tracebacks).
 HEAVY_COLUMNS = ("params", "result", "error_traceback", "error_message")
@@ -52,7 +56,7 @@ def list_job_types() -> list[tuple[str, str]]:
 
 class JobFilterForm(QueryForm):
     type = choice_parameter("type", list_job_types, "job type")
-    status = choice_parameter("status", JobStatus.values, "job status")
+    status = choice_parameter("status", [*JobStatus.values, CANCELLED], "job status")
 
 
 def parse_filters(params: Mapping[str, str]) -> JobFilters:
@@ -69,7 +73,9 @@ def filtered_jobs(filters: JobFilters) -> QuerySet[Job]:
     jobs = Job.objects.all()
     if filters.job_type:
         jobs = jobs.filter(job_type=filters.job_type)
-    if filters.status:
+    if filters.status == CANCELLED:
+        jobs = jobs.filter(status=JobStatus.FAILED, error_class=CANCELLED_ERROR_CLASS)
+    elif filters.status:
         jobs = jobs.filter(status=filters.status)
     return jobs
 

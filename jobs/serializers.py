@@ -5,7 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 
-from jobs.models import Job, JobAttempt, JobEvent
+from jobs.lifecycle import CANCELLED_ERROR_CLASS
+from jobs.models import Job, JobAttempt, JobEvent, JobStatus
 from jobs.services import SECRET_KEY_PATTERN
 
 REDACTED = "[redacted]"
@@ -49,7 +50,19 @@ def job_summary(job: Job) -> dict[str, Any]:
         "duration_seconds": job.duration_seconds,
         "attempt_count": job.attempt_count,
         "is_active": job.is_active,
+        "cancelled": job.status == JobStatus.FAILED and job.error_class == CANCELLED_ERROR_CLASS,
+        "gave_up_after": gave_up_after(job),
     }
+
+
+def gave_up_after(job: Job) -> int | None:
+    """How many attempts a job failed for good made in its last round (an admin's Retry
+    starts a new one), when it used up every retry; None otherwise."""
+    if job.status != JobStatus.FAILED or job.error_class == CANCELLED_ERROR_CLASS:
+        return None
+    if job.retries < settings.JOB_MAX_RETRIES:
+        return None
+    return job.retries + 1
 
 
 def job_detail(job: Job, attempts: list[JobAttempt], events: list[JobEvent]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def list_url(filters: queries.JobFilters, *, before: int | None = None) -> str:
 def filter_context() -> dict[str, Any]:
     return {
         "job_types": queries.list_job_types(),
-        "statuses": JobStatus.choices,
+        "statuses": [*JobStatus.choices, (queries.CANCELLED, "Cancelled (failed by a cancel)")],
         "job_settings": serializers.job_settings(),
     }
 

@@ -71,6 +71,18 @@ class JobContextFilter(logging.Filter):
         return True
 
 
+class RefusalWithoutTracebackFilter(logging.Filter):
+    """A refused request (403) is one line: who was refused where is the news, not the stack
+    of the permission check that said no. On the django.request logger, so every handler (and
+    pytest's caplog) sees the same line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) == 403:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class RedactSecretsFilter(logging.Filter):
     """Blanks secret values in `extra` and secret-looking assignments in the message itself.
 

@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 
 from policies.models import ACTIONS_FOR_KIND, Action, Policy, PolicyKind
+from web.inputs import SingleLineCharField
 
 
 def _lines(value: str) -> list[str]:
@@ -28,12 +29,12 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         help_text="OAuth app: allowed client ids, one a line",
     )
 
-    allowed_group = forms.CharField(
+    allowed_group = SingleLineCharField(
         required=False,
         max_length=320,
         help_text="Admin outside a group: the group (email or name) admins must belong to",
     )
-    privileged_group = forms.CharField(
+    privileged_group = SingleLineCharField(
         required=False,
         max_length=320,
         help_text="Admin outside a group: the group 'remove from a group' takes the user out of",
@@ -42,6 +43,7 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Policy
         fields = ["name", "kind", "platform", "action", "mode", "enabled"]
+        field_classes = {"name": SingleLineCharField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ADMIN = "admin"
@@ -40,7 +42,11 @@ class Proc:
 GWS_SANDBOX_PORT = int(os.environ.get("SANDBOX_GWS_PORT") or 8081)
 SCIM_SANDBOX_PORT = int(os.environ.get("SANDBOX_SCIM_PORT") or 8082)
 SAML_SANDBOX_PORT = int(os.environ.get("SANDBOX_SAML_PORT") or 8083)
-SANDBOX_PORTS = (GWS_SANDBOX_PORT, SCIM_SANDBOX_PORT, SAML_SANDBOX_PORT)
+SANDBOX_PORTS = {
+    GWS_SANDBOX_PORT: "SANDBOX_GWS_PORT",
+    SCIM_SANDBOX_PORT: "SANDBOX_SCIM_PORT",
+    SAML_SANDBOX_PORT: "SANDBOX_SAML_PORT",
+}
 
 
 def processes(port: int, var: Path) -> list[Proc]:
@@ -195,13 +201,39 @@ def ensure_demo_admin(env: dict[str, str], password_file: Path) -> str:
     return password_file.read_text().strip()
 
 
-def port_is_free(port: int) -> bool:
+def port_in_use(port: int) -> bool:
+    """True when something listens on 127.0.0.1:port. Our servers bind with SO_REUSEADDR, as
+    this check does, so the TIME_WAIT sockets a stopped run leaves behind do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            return False
-    return True
+            return True
+    return False
+
+
+def port_holder(port: int) -> str:
+    """Which process listens on the port, e.g. "pid 412 (python -m sandbox.scim --port 8082)",
+    or a plain description when it cannot be seen (another user's process)."""
+    try:
+        listeners = [
+            conn.pid
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN
+        ]
+        pid = next(pid for pid in listeners if pid is not None)
+        command = " ".join(psutil.Process(pid).cmdline()) or psutil.Process(pid).name()
+    except (StopIteration, psutil.Error):
+        return "a process this user cannot see"
+    return f"pid {pid} ({command})"
+
+
+def port_taken(port: int, setting: str) -> str:
+    return (
+        f"port {port} is in use by {port_holder(port)}: stop it (another `make run`?),"
+        f" or set {setting} to a free port"
+    )
 
 
 def port_answers(port: int) -> bool:
@@ -339,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     args = parser.parse_args(argv)
 
-    if not port_is_free(args.port):
-        say(f"port {args.port} is already in use (another `make run`?); try PORT=8001 make run")
+    if port_in_use(args.port):
+        say(port_taken(args.port, "PORT"))
         return 1
 
     var = var_dir()
@@ -364,12 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     banner = sign_in(args.port, password, shown)
     say(banner)
 
-    for port in SANDBOX_PORTS:
-        if not port_is_free(port):
-            say(
-                f"sandbox port {port} is in use; "
-                "set SANDBOX_GWS_PORT / SANDBOX_SCIM_PORT / SANDBOX_SAML_PORT"
-            )
+    for port, setting in SANDBOX_PORTS.items():
+        if port_in_use(port):
+            say(port_taken(port, setting))
             return 1
     env.pop("ACCESSHIVE_SANDBOX_SCIM_TOKEN")  # the sandbox reads it from its file
     supervisor = Supervisor(processes(args.port, var), env)

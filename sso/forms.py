@@ -39,7 +39,7 @@ class SamlSettingsForm(forms.Form):
         help_text="Paste the identity provider's metadata to fill in the four fields below "
         "(what you paste wins over them)",
     )
-    idp_entity_id = forms.CharField(
+    idp_entity_id = SingleLineCharField(
         required=False, max_length=1024, label="IdP entity ID", widget=_wide()
     )
     idp_sso_url = forms.URLField(
@@ -65,14 +65,14 @@ class SamlSettingsForm(forms.Form):
         widget=_text_area(6),
         help_text="PEM; several one after the other while the identity provider rolls its key over",
     )
-    email_attribute = forms.CharField(
+    email_attribute = SingleLineCharField(
         max_length=200,
         initial="email",
         help_text="When it is missing, a NameID in the emailAddress format is the email",
     )
-    first_name_attribute = forms.CharField(max_length=200, initial="firstName")
-    last_name_attribute = forms.CharField(max_length=200, initial="lastName")
-    groups_attribute = forms.CharField(max_length=200, initial="groups")
+    first_name_attribute = SingleLineCharField(max_length=200, initial="firstName")
+    last_name_attribute = SingleLineCharField(max_length=200, initial="lastName")
+    groups_attribute = SingleLineCharField(max_length=200, initial="groups")
     admin_groups = forms.CharField(required=False, widget=_text_area(3), help_text=GROUPS_HELP)
     operator_groups = forms.CharField(required=False, widget=_text_area(3), help_text=GROUPS_HELP)
     viewer_groups = forms.CharField(required=False, widget=_text_area(3), help_text=GROUPS_HELP)

@@ -73,6 +73,7 @@ TABLE = [
     Route("login", "POST", PUBLIC),
     Route("logout", "POST", PUBLIC),
     Route("healthz", "GET", PUBLIC),
+    Route("favicon", "GET", PUBLIC),
     # Settings > Jobs
     Route("jobs:list", "GET", READERS),
     Route("jobs:charts", "GET", READERS),

@@ -188,7 +188,7 @@ class SingleLineCharField(forms.CharField):
         text = str(super().to_python(value))
         try:
             return check_text(
-                text, str(self.label or "value"), max_length=self.max_length or MAX_TEXT_LENGTH
+                text, str(self.label or "This field"), max_length=self.max_length or MAX_TEXT_LENGTH
             )
         except InvalidInputError as exc:
             raise _as_validation_error(exc) from None

@@ -7,6 +7,7 @@ from django import template
 
 from identities.models import Identity
 from pam import queries
+from pam.forms import CheckOutForm
 
 register = template.Library()
 
@@ -18,3 +19,9 @@ def pam_panel(context: template.Context, identity: Identity) -> queries.Identity
     if user is None or not user.is_authenticated:
         return None
     return queries.get_identity_panel(identity, user)
+
+
+@register.simple_tag
+def pam_check_out_form() -> CheckOutForm:
+    """The check-out form, drawn like every other form (ids pam-reason, pam-minutes)."""
+    return CheckOutForm(auto_id="pam-%s")

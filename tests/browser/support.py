@@ -134,7 +134,12 @@ def create_through_form(page: "Page", identity_type: str, platform: Platform) ->
 
 
 def open_from_nav(page: "Page", name: str) -> None:
-    page.get_by_role("navigation").get_by_role("link", name=name, exact=True).click()
+    """Follow a link of the header, opening the Settings menu first when it is in there."""
+    nav = page.get_by_role("navigation", name="Main")
+    link = nav.get_by_role("link", name=name, exact=True)
+    if not link.is_visible():
+        nav.get_by_text("Settings", exact=True).click()
+    link.click()
 
 
 def section(page: "Page", heading: str) -> "Locator":

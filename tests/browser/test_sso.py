@@ -101,6 +101,7 @@ def test_people_sign_in_with_sso_and_single_logout_signs_them_out_of_the_idp(
     sign_in_with_sso(alice, saml_idp, "alice@example.com")
     expect(alice.get_by_role("banner")).to_contain_text("alice@example.com · Admin")
     nav = alice.get_by_role("navigation")
+    nav.get_by_text("Settings", exact=True).click()  # the admin's pages are in its menu
     for name in ADMIN_ONLY_LINKS:
         expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
     screenshot(alice, "sso-signed-in-admin")
