@@ -58,6 +58,8 @@ class JobRequest:
     job_type: str
     subject: models.Model | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # Overrides the batch's trigger_label for this job (a directory event names its kind).
+    trigger_label: str = ""
 
 
 def check_type(job_type: str) -> None:
@@ -133,7 +135,7 @@ def enqueue_many(
             params=request.params,
             trigger=trigger,
             triggered_by=triggered_by,
-            trigger_label=trigger_label,
+            trigger_label=request.trigger_label or trigger_label,
             created_at=now,
             dispatched_at=now,
         )
