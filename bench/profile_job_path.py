@@ -10,6 +10,7 @@ functions and in the database driver, for docs/benchmarks.md.
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -19,19 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
 
-# Frames whose inclusive share the summary reports, in the order they run.
-WATCHED = (
-    "enqueue",
-    "enqueue_many",
-    "start_attempt",
-    "run_attempt",
-    "complete_attempt",
-    "moved",
-    "shift_counts",
-    "record_attempt",
-    "execute",  # psycopg's cursor.execute: time in the driver and on the wire
-    "_compile",  # Django compiling querysets to SQL
+# The engine's own steps, whose inclusive share (the step and all it calls) is reported.
+STEPS = (
+    "services.enqueue",
+    "services.send",
+    "lifecycle.start_attempt",
+    "runner.run_attempt",
+    "lifecycle.complete_attempt",
+    "lifecycle.moved",
+    "lifecycle.shift_counts",
+    "metrics.record_attempt",
 )
+FRAME = re.compile(r"(?P<function>[^ ]+) \((?P<path>[^:]+):\d+\)")
 
 
 def run(jobs: int) -> None:
@@ -57,19 +57,32 @@ def run(jobs: int) -> None:
 
 
 def summary(path: str) -> None:
+    """Per step, the share of samples with it on the stack; per package, the share whose
+    innermost frame is in it (where the CPU actually was)."""
     total = 0
-    inclusive: Counter[str] = Counter()
+    steps: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     for line in Path(path).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         samples = int(count)
         total += samples
-        names = {frame.split(" (")[0] for frame in stack.split(";")}
-        for name in WATCHED:
-            if name in names:
-                inclusive[name] += samples
-    print(f"{total} samples")
-    for name in WATCHED:
-        print(f"  {name:<18} {inclusive[name] / total * 100:5.1f}%")
+        frames = [m.groupdict() for m in map(FRAME.match, stack.split(";")) if m]
+        names = {
+            f"{Path(f['path']).stem}.{f['function'].split('.')[-1]}"
+            for f in frames
+            if f["path"].startswith("jobs/")
+        }
+        for step in STEPS:
+            if step in names:
+                steps[step] += samples
+        if frames:
+            packages[frames[-1]["path"].split("/")[0].removesuffix(".py")] += samples
+    print(f"{total} samples; steps (inclusive):")
+    for step in STEPS:
+        print(f"  {step:<28} {steps[step] / total * 100:5.1f}%")
+    print("where the innermost frame was (self time), by package:")
+    for package, samples in packages.most_common(8):
+        print(f"  {package:<28} {samples / total * 100:5.1f}%")
 
 
 def main() -> int:
