@@ -54,13 +54,77 @@ def lock_job(job_id: int) -> Job | None:
             [job_id],
         )
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else job_from_row(row)
+
+
+def counted(changed: str, to_status: str) -> str:
+    """A CTE that moves the counters for the rows of CTE ``changed`` (job_type,
+    from_status) to ``to_status``, taking the counter rows in status order."""
+    to_status = JobStatus(to_status).value
+    return f"""
+        counted AS (
+            INSERT INTO {COUNTS} AS c (job_type, status, count)
+            SELECT d.job_type, d.status, d.delta FROM (
+                SELECT job_type, from_status AS status, -1 AS delta FROM {changed}
+                UNION ALL SELECT job_type, '{to_status}', 1 FROM {changed}
+            ) AS d
+            ORDER BY d.status
+            ON CONFLICT (job_type, status) DO UPDATE SET count = c.count + EXCLUDED.count
+        )"""  # noqa: S608 - names and status keys are ours
+
+
+def announce(job: Job, from_status: str, to_status: str) -> None:
+    """The signal of a status change whose counters the same statement already moved."""
+    job_status_changed.send(
+        sender=Job,
+        job_id=job.pk,
+        job_type=job.job_type,
+        subject_type_id=job.subject_type_id,
+        subject_id=job.subject_id,
+        from_status=from_status,
+        to_status=to_status,
+    )
+
+
+def job_from_row(row: tuple[Any, ...]) -> Job:
     values = dict(zip(JOB_ATTNAMES, row, strict=True))
     for name in JSON_ATTNAMES:
         if isinstance(values[name], str):
             values[name] = json.loads(values[name])
     return Job.from_db(connection.alias, JOB_ATTNAMES, list(values.values()))
+
+
+INSERT_FIELDS = [f for f in Job._meta.concrete_fields if not f.primary_key]
+
+
+def insert_job(job: Job) -> None:
+    """Write a new job's row and count it pending, in one statement (so in one transaction
+    even outside any); PostgreSQL only."""
+    columns = ", ".join(f.column for f in INSERT_FIELDS)
+    placeholders = ", ".join("%s" for _ in INSERT_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH inserted AS (
+                INSERT INTO {JOBS} ({columns}) VALUES ({placeholders})
+                RETURNING id, job_type
+            ), counted AS (
+                INSERT INTO {COUNTS} AS c (job_type, status, count)
+                SELECT job_type, %s, 1 FROM inserted
+                ON CONFLICT (job_type, status) DO UPDATE SET count = c.count + 1
+            )
+            SELECT id FROM inserted
+            """,  # noqa: S608 - names are ours
+            [
+                *(f.get_db_prep_save(getattr(job, f.attname), connection) for f in INSERT_FIELDS),
+                JobStatus.PENDING,
+            ],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    job.pk = row[0]
+    job._state.adding = False
+    job._state.db = connection.alias
 
 
 def shift_counts(job_type: str, changes: dict[str, int]) -> None:
@@ -160,6 +224,14 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
     """Claim the job for one delivery of its message; None means the delivery is stale."""
     now = timezone.now()
     with transaction.atomic():
+        if fast_sql():
+            attempt = claim_waiting(
+                job_id, task_id=task_id, retries=retries, worker=worker, now=now
+            )
+            if attempt is not None:
+                return attempt
+        # Not a waiting job this message may claim: stale, a duplicate, or the job's
+        # previous attempt lost its worker.
         job = lock_job(job_id)
         if job is None or str(job.celery_task_id) != str(task_id):
             return None
@@ -195,6 +267,66 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
         # The rest stays as it was before the claim: defer_attempt restores it from here.
         job.status, job.attempt_count = JobStatus.RUNNING, number
         return attempt
+
+
+def claim_waiting(
+    job_id: int, *, task_id: str, retries: int, worker: str, now: datetime
+) -> JobAttempt | None:
+    """The common claim in one statement: lock the job; if it is pending or retrying for this
+    very message, mark it running, record the attempt and move the counters. None if it was
+    in any other state (start_attempt then looks closer)."""
+    try:
+        task_uuid = uuid.UUID(str(task_id))
+    except ValueError:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH old AS (
+                SELECT * FROM {JOBS} WHERE id = %(job_id)s FOR UPDATE
+            ), claimed AS (
+                UPDATE {JOBS} AS j SET status = %(running)s,
+                    attempt_count = old.attempt_count + 1, attempt_started_at = %(now)s,
+                    started_at = COALESCE(old.started_at, %(now)s), next_attempt_at = NULL
+                FROM old
+                WHERE j.id = old.id AND old.status IN (%(pending)s, %(retrying)s)
+                    AND old.retries = %(retries)s AND old.celery_task_id = %(task_id)s
+                RETURNING j.id, j.job_type, old.status AS from_status, j.attempt_count
+            ), attempt AS (
+                INSERT INTO {ATTEMPTS} (job_id, number, retries, worker, started_at, outcome,
+                                        error_class, error_message, error_traceback)
+                SELECT id, attempt_count, %(retries)s, %(worker)s, %(now)s, %(outcome)s,
+                    '', '', ''
+                FROM claimed
+                RETURNING id
+            ), {counted("claimed", JobStatus.RUNNING)}
+            SELECT attempt.id, {", ".join(f"old.{c}" for c in JOB_COLUMNS)} FROM attempt, old
+            """,  # noqa: S608 - names are ours
+            {
+                "job_id": job_id,
+                "running": JobStatus.RUNNING,
+                "pending": JobStatus.PENDING,
+                "retrying": JobStatus.RETRYING,
+                "now": now,
+                "retries": retries,
+                "task_id": task_uuid,
+                "worker": worker,
+                "outcome": AttemptOutcome.RUNNING,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # As start_attempt returns it: the row as it was, but running as this attempt.
+    job = job_from_row(row[1:])
+    from_status, number = job.status, job.attempt_count + 1
+    job.status, job.attempt_count = JobStatus.RUNNING, number
+    attempt = JobAttempt(
+        id=row[0], job_id=job.pk, number=number, retries=retries, worker=worker, started_at=now
+    )
+    attempt.job = job
+    announce(job, from_status, JobStatus.RUNNING)
+    return attempt
 
 
 def claim(job: Job, *, number: int, retries: int, worker: str, now: datetime) -> JobAttempt:
@@ -269,18 +401,22 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
     job = attempt.job
     with transaction.atomic():
         with connection.cursor() as cursor:
-            # One statement: the attempt's row and the job's, only if this attempt is still
-            # the job's current one.
+            # One statement: the attempt's row, the job's and the counters, only if this
+            # attempt is still the job's current one.
             cursor.execute(
                 f"""
                 WITH attempt AS (
                     UPDATE {ATTEMPTS} SET outcome = %(succeeded)s, finished_at = %(now)s
                     WHERE id = %(attempt_id)s AND outcome = %(running_attempt)s
-                )
-                UPDATE {JOBS} SET status = %(completed)s, result = %(result)s::jsonb,
-                    completed_at = %(now)s, next_attempt_at = NULL, error_class = '',
-                    error_message = '', error_traceback = ''
-                WHERE id = %(job_id)s AND status = %(running)s AND attempt_count = %(number)s
+                ), done AS (
+                    UPDATE {JOBS} SET status = %(completed)s, result = %(result)s::jsonb,
+                        completed_at = %(now)s, next_attempt_at = NULL, error_class = '',
+                        error_message = '', error_traceback = ''
+                    WHERE id = %(job_id)s AND status = %(running)s
+                        AND attempt_count = %(number)s
+                    RETURNING job_type, status AS to_status, %(running)s AS from_status
+                ), {counted("done", JobStatus.COMPLETED)}
+                SELECT count(*) FROM done
                 """,  # noqa: S608 - table names are ours
                 {
                     "succeeded": AttemptOutcome.SUCCEEDED,
@@ -294,9 +430,9 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
                     "number": attempt.number,
                 },
             )
-            updated = cursor.rowcount
-        if updated:
-            moved(job.pk, job.job_type, subject_of(job), JobStatus.RUNNING, JobStatus.COMPLETED)
+            row = cursor.fetchone()
+        if row and row[0]:
+            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED)
             return True
         transaction.set_rollback(True)  # a newer attempt owns the job now
         return False

@@ -82,17 +82,22 @@ def enqueue(
     check_params(params)
     if triggered_by is not None and not trigger_label:
         trigger_label = triggered_by.get_username()
+    job = Job(
+        job_type=job_type,
+        subject_type=ContentType.objects.get_for_model(subject) if subject else None,
+        subject_id=str(subject.pk) if subject else "",
+        subject_label=str(subject)[:255] if subject else "",
+        params=params,
+        trigger=trigger,
+        triggered_by=triggered_by,
+        trigger_label=trigger_label,
+    )
+    if lifecycle.fast_sql():
+        lifecycle.insert_job(job)  # the row and its count in one statement
+        send_on_commit(job)
+        return job
     with transaction.atomic():
-        job = Job.objects.create(
-            job_type=job_type,
-            subject_type=ContentType.objects.get_for_model(subject) if subject else None,
-            subject_id=str(subject.pk) if subject else "",
-            subject_label=str(subject)[:255] if subject else "",
-            params=params,
-            trigger=trigger,
-            triggered_by=triggered_by,
-            trigger_label=trigger_label,
-        )
+        job.save(force_insert=True)
         lifecycle.shift_counts(job_type, {JobStatus.PENDING: +1})
         send_on_commit(job)
     return job

@@ -43,11 +43,17 @@ def test_a_rolled_back_batch_leaves_no_job_and_sends_no_message(
     broker: "redis.Redis[bytes]",
 ) -> None:
     before = counters("test_noop")
-    with pytest.raises(RuntimeError, match="the caller's own failure"), transaction.atomic():
-        jobs = services.enqueue_many(JobRequest("test_noop") for _ in range(JOBS))
-        assert len({job.pk for job in jobs}) == JOBS
-        assert Job.objects.count() == JOBS  # written, inside the transaction
-        raise RuntimeError("the caller's own failure, after the batch")
+    written: list[int] = []
+
+    def enqueue_then_fail() -> None:
+        with transaction.atomic():
+            jobs = services.enqueue_many(JobRequest("test_noop") for _ in range(JOBS))
+            written.append(Job.objects.filter(pk__in=[job.pk for job in jobs]).count())
+            raise RuntimeError("the caller's own failure, after the batch")
+
+    with pytest.raises(RuntimeError, match="the caller's own failure"):
+        enqueue_then_fail()
+    assert written == [JOBS]  # they were there, inside the transaction
 
     assert not Job.objects.exists()
     assert counters("test_noop") == before
