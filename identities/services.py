@@ -127,18 +127,21 @@ def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identi
             )
             for data in inputs
         )
-        vault = get_vault()
-        with_secrets = []
-        jobs = []
-        for identity, data in zip(identities, inputs, strict=True):
-            if data.secret is not None and data.identity_type in CREDENTIALS_ONLY_TYPES:
-                identity.secret_ref = str(vault.write(identity.vault_path, data.secret, cas=0))
-                with_secrets.append(identity)
-            jobs += [
-                JobRequest(job_type, subject=identity)
-                for job_type in provisioning_jobs(data.identity_type, data.platform)
-            ]
-        Identity.objects.bulk_update(with_secrets, ["secret_ref"])
+        with_secrets = [
+            (identity, data.secret)
+            for identity, data in zip(identities, inputs, strict=True)
+            if data.secret is not None and data.identity_type in CREDENTIALS_ONLY_TYPES
+        ]
+        secrets = {identity.vault_path: secret for identity, secret in with_secrets}
+        refs = get_vault().write_new(secrets)
+        for (identity, _), ref in zip(with_secrets, refs, strict=True):
+            identity.secret_ref = str(ref)
+        Identity.objects.bulk_update([identity for identity, _ in with_secrets], ["secret_ref"])
+        jobs = [
+            JobRequest(job_type, subject=identity)
+            for identity, data in zip(identities, inputs, strict=True)
+            for job_type in provisioning_jobs(data.identity_type, data.platform)
+        ]
         enqueue_many(jobs, triggered_by=actor, trigger=Trigger.USER)
     return identities
 

@@ -426,3 +426,12 @@ def test_sandbox_runs_from_the_command_line():
         process.wait(timeout=10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_write_new_writes_each_path_once_with_check_and_set(vault):
+    refs = vault.write_new({"imports/a": {"api_key": "k-a"}, "imports/b": {"api_key": "k-b"}})
+    assert [str(ref) for ref in refs] == ["vault:imports/a#1", "vault:imports/b#1"]
+    assert vault.read("imports/b") == {"api_key": "k-b"}
+    with pytest.raises(VaultConflict):
+        vault.write_new({"imports/a": {"api_key": "again"}})
+    assert vault.read("imports/a") == {"api_key": "k-a"}
