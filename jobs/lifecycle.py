@@ -33,7 +33,7 @@ JOBS, ATTEMPTS, COUNTS = (
     JobAttempt._meta.db_table,
     JobStatusCount._meta.db_table,
 )
-JOB_COLUMNS = [f.column for f in Job._meta.concrete_fields]
+JOB_COLUMNS = [str(f.column) for f in Job._meta.concrete_fields]
 JOB_ATTNAMES = [f.attname for f in Job._meta.concrete_fields]
 JSON_ATTNAMES = ("params", "result")
 
@@ -100,7 +100,7 @@ INSERT_FIELDS = [f for f in Job._meta.concrete_fields if not f.primary_key]
 def insert_job(job: Job) -> None:
     """Write a new job's row and count it pending, in one statement (so in one transaction
     even outside any); PostgreSQL only."""
-    columns = ", ".join(f.column for f in INSERT_FIELDS)
+    columns = ", ".join(str(f.column) for f in INSERT_FIELDS)
     placeholders = ", ".join("%s" for _ in INSERT_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -414,7 +414,7 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
                         error_message = '', error_traceback = ''
                     WHERE id = %(job_id)s AND status = %(running)s
                         AND attempt_count = %(number)s
-                    RETURNING job_type, status AS to_status, %(running)s AS from_status
+                    RETURNING job_type, %(running)s AS from_status
                 ), {counted("done", JobStatus.COMPLETED)}
                 SELECT count(*) FROM done
                 """,  # noqa: S608 - table names are ours
