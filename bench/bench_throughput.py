@@ -23,9 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 
 OURS = "job via enqueue()"
+OURS_BULK = "jobs via enqueue_many()"
 BARE_RESULT = "bare task, django-db result"
 BARE_COUNTED = "bare task, no result"
-KINDS = (BARE_RESULT, OURS, BARE_COUNTED)
+KINDS = (BARE_COUNTED, OURS, OURS_BULK, BARE_RESULT)
+# The issue's ratios are to the bare no-op task without a result backend.
+BARE = BARE_COUNTED
+# enqueue_many's batch: what an import chunk or a directory sync's event flush sends at once.
+BULK_BATCH = 500
 # How often the benchmark looks whether a batch is done: often enough to err by well under 1%
 # on a batch of seconds, rarely enough that its own queries take little of the two cores.
 POLL_SECONDS = 0.02
@@ -146,9 +151,12 @@ class Bench:
 
     def measure(self, kind: str, n: int) -> Run:
         """Send n messages while the worker is paused, then time it draining them."""
-        send, done = {OURS: self.ours, BARE_RESULT: self.bare_result, BARE_COUNTED: self.counted}[
-            kind
-        ]()
+        send, done = {
+            OURS: self.ours,
+            OURS_BULK: self.ours_bulk,
+            BARE_RESULT: self.bare_result,
+            BARE_COUNTED: self.counted,
+        }[kind]()
         start = time.perf_counter()
         finished = send(n)
         send_seconds = time.perf_counter() - start
@@ -199,6 +207,27 @@ class Bench:
             return target + n
 
         return send, lambda goal: completed() >= goal
+
+    def ours_bulk(self) -> tuple[Callable[[int], Any], Callable[[Any], bool]]:
+        from django.db import transaction
+
+        from jobs.models import Trigger
+        from jobs.services import JobRequest, enqueue_many
+
+        send_one, done = self.ours()
+
+        def send(n: int) -> int:
+            goal = int(send_one(0))
+            for start in range(0, n, BULK_BATCH):
+                with transaction.atomic():
+                    enqueue_many(
+                        [JobRequest("bench_noop") for _ in range(min(BULK_BATCH, n - start))],
+                        trigger=Trigger.SYSTEM,
+                        trigger_label="bench",
+                    )
+            return goal + n
+
+        return send, done
 
     def bare_result(self) -> tuple[Callable[[int], Any], Callable[[Any], bool]]:
         from django_celery_results.models import TaskResult
@@ -303,32 +332,42 @@ def report(runs: list[Run]) -> None:
 
     for title, attr in (
         ("drain: messages queued -> all finished, one worker", "drain_seconds"),
-        ("send: enqueue() / .delay() one by one, from this process", "send_seconds"),
+        (
+            "send: enqueue() / .delay() one by one (enqueue_many: batches of "
+            f"{BULK_BATCH}, one transaction each), from this process",
+            "send_seconds",
+        ),
     ):
         print(f"\n{title}")
 
         def per_second(run: Run, attr: str = attr) -> float:
             return run.n / float(getattr(run, attr))
 
-        bare = med(BARE_RESULT, per_second)
+        bare = med(BARE, per_second)
+        with_result = med(BARE_RESULT, per_second)
         rows = []
         for kind in KINDS:
             rates = ", ".join(f"{per_second(run):.0f}" for run in of(kind))
             median = med(kind, per_second)
-            rows.append([kind, f"{median:.0f}", rates, f"{median / bare:.2f}"])
-        support.print_table(["", "median /s", "runs /s", "ratio to bare+result"], rows)
+            ratios = [f"{median / bare:.2f}", f"{median / with_result:.2f}"]
+            rows.append([kind, f"{median:.0f}", rates, *ratios])
+        support.print_table(
+            ["", "median /s", "runs /s", "ratio to bare", "ratio to bare+result"], rows
+        )
 
     print("\nCPU while draining (medians): ms per message, and the machine's busy share")
+    bare_cpu = med(BARE, lambda run: run.pool_cpu / run.n * 1000)
     rows = [
         [
             kind,
-            f"{med(kind, lambda run: run.pool_cpu / run.n * 1000):.1f}",
+            f"{med(kind, lambda run: run.pool_cpu / run.n * 1000):.2f}",
+            f"{med(kind, lambda run: run.pool_cpu / run.n * 1000) / bare_cpu:.1f}x",
             f"{med(kind, lambda run: run.main_cpu / run.n * 1000):.1f}",
             f"{med(kind, lambda run: run.machine_busy) * 100:.0f}%",
         ]
         for kind in KINDS
     ]
-    support.print_table(["", "pool processes", "worker main", "cores busy"], rows)
+    support.print_table(["", "pool processes", "vs bare", "worker main", "cores busy"], rows)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from directory.rules import needs_job, planned_actions
 from directory.sources import Batch, reader_for
 from jobs.errors import JobError, PermanentError, TransientError
 from jobs.models import Job, JobType, Trigger
-from jobs.services import enqueue
+from jobs.services import JobRequest, enqueue_many
 
 log = logging.getLogger(__name__)
 
@@ -458,18 +458,21 @@ class EventRecorder:
             return
         events = DirectoryEvent.objects.bulk_create(self.pending)
         self.pending = []
-        with_jobs = []
-        for event in events:
-            if event.status != DirectoryEvent.Status.PENDING:
-                continue
-            event.job = enqueue(
-                JobType.JML_AUTOMATION,
-                subject=event,
-                params={"event_id": event.pk},
-                trigger=Trigger.EVENT,
-                trigger_label=f"{event.get_kind_display().lower()} from {self.source.name}",
-            )
-            with_jobs.append(event)
+        with_jobs = [event for event in events if event.status == DirectoryEvent.Status.PENDING]
+        jobs = enqueue_many(
+            (
+                JobRequest(
+                    JobType.JML_AUTOMATION,
+                    subject=event,
+                    params={"event_id": event.pk},
+                    trigger_label=f"{event.get_kind_display().lower()} from {self.source.name}",
+                )
+                for event in with_jobs
+            ),
+            trigger=Trigger.EVENT,
+        )
+        for event, job in zip(with_jobs, jobs, strict=True):
+            event.job = job
         DirectoryEvent.objects.bulk_update(with_jobs, ["job"])
         self.jobs += len(with_jobs)
 

@@ -2,6 +2,7 @@
 platform and identity-provider forms. Secrets are never rendered back into a form."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -43,13 +44,57 @@ def parse_service_account_key(raw: str | bytes) -> dict[str, Any]:
     return key
 
 
+def duplicate_error(login: str, platform: Platform) -> ValidationError:
+    return ValidationError(f"{login} already exists on {platform.name}.", code="duplicate")
+
+
+class LoadedPlatformField(forms.Field):
+    """The platform field of a form checked among many (a CSV import's rows): it picks the
+    platform from those loaded once for all of them instead of querying for each form."""
+
+    default_error_messages = {
+        "invalid_choice": forms.ModelChoiceField.default_error_messages["invalid_choice"]
+    }
+
+    def __init__(self, platforms: Mapping[int, Platform]) -> None:
+        super().__init__()
+        self.platforms = platforms
+
+    def to_python(self, value: Any) -> Platform | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return self.platforms[int(value)]
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice"
+            ) from None
+
+
 class IdentityForm(forms.Form):
-    """Base: the platform, the duplicate check every type shares, and the identity input."""
+    """Base: the platform, the duplicate check every type shares, and the identity input.
+
+    Checked among many, a form may get its ``platforms`` loaded already and leave the
+    duplicate check (``check_duplicate=False``) to its caller, which asks for all the rows'
+    logins at once (imports.csvfile.check_rows).
+    """
 
     identity_type: str = ""
     login_field = "email"
     secret_fields: tuple[str, ...] = ()
     platform = forms.ModelChoiceField(queryset=Platform.objects.order_by("name"))
+
+    def __init__(
+        self,
+        *args: Any,
+        platforms: Mapping[int, Platform] | None = None,
+        check_duplicate: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_duplicate = check_duplicate
+        if platforms is not None:
+            self.fields["platform"] = LoadedPlatformField(platforms)
 
     def login(self) -> str:
         return str(self.cleaned_data[self.login_field]).strip()
@@ -57,15 +102,10 @@ class IdentityForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         platform = cleaned.get("platform")
-        if platform is not None and not self.errors:
+        if platform is not None and not self.errors and self.check_duplicate:
             login = self.login()
             if Identity.objects.filter(platform=platform, login=login).exists():
-                self.add_error(
-                    self.login_field,
-                    ValidationError(
-                        f"{login} already exists on {platform.name}.", code="duplicate"
-                    ),
-                )
+                self.add_error(self.login_field, duplicate_error(login, platform))
         return cleaned
 
     def secret(self) -> dict[str, str] | None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
@@ -16,7 +16,7 @@ from identities.models import (
     Platform,
 )
 from jobs.models import Job, JobStatus, JobType, Trigger
-from jobs.services import enqueue
+from jobs.services import JobRequest, enqueue, enqueue_many
 from trail.services import changed_fields, record
 from vault.backends import get_vault
 from web.destinations import describe_moves
@@ -101,6 +101,68 @@ def create_identity(data: IdentityInput, *, actor: Any, on_trail: bool = True) -
                 f"{data.login} already exists on {data.platform.name}"
             ) from exc
         raise
+
+
+def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identity]:
+    """create_identity for many at once, off the trail (a CSV import's chunk; the import is
+    on the trail once): one INSERT for the identities, one for their provisioning jobs, and
+    each secret to the vault. All or nothing: an identity that exists already raises
+    IntegrityError and nothing is kept (callers look the logins up first)."""
+    for data in inputs:
+        if data.identity_type in CREDENTIALS_ONLY_TYPES and not data.secret:
+            raise ValueError("a credentials-only identity needs its secret")
+    with transaction.atomic():
+        identities = Identity.objects.bulk_create(
+            Identity(
+                identity_type=data.identity_type,
+                platform=data.platform,
+                display_name=data.display_name,
+                login=data.login,
+                given_name=data.given_name,
+                family_name=data.family_name,
+                org_unit_path=data.org_unit_path,
+                created_by=actor,
+                status=IdentityStatus.PROVISIONED
+                if data.identity_type in CREDENTIALS_ONLY_TYPES
+                else IdentityStatus.PROVISIONING,
+            )
+            for data in inputs
+        )
+        with_secrets = [
+            (identity, data.secret)
+            for identity, data in zip(identities, inputs, strict=True)
+            if data.secret is not None and data.identity_type in CREDENTIALS_ONLY_TYPES
+        ]
+        secrets = {identity.vault_path: secret for identity, secret in with_secrets}
+        refs = get_vault().write_new(secrets)
+        for (identity, _), ref in zip(with_secrets, refs, strict=True):
+            identity.secret_ref = str(ref)
+        set_secret_refs([identity for identity, _ in with_secrets])
+        jobs = [
+            JobRequest(job_type, subject=identity)
+            for identity, data in zip(identities, inputs, strict=True)
+            for job_type in provisioning_jobs(data.identity_type, data.platform)
+        ]
+        enqueue_many(jobs, triggered_by=actor, trigger=Trigger.USER)
+    return identities
+
+
+def set_secret_refs(identities: list[Identity]) -> None:
+    """Store each identity's secret_ref: one UPDATE from a VALUES list on PostgreSQL, where
+    bulk_update's CASE per row costs more to build than to run."""
+    if not identities:
+        return
+    if connection.vendor != "postgresql":
+        Identity.objects.bulk_update(identities, ["secret_ref"])
+        return
+    table = Identity._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS i SET secret_ref = v.ref "  # noqa: S608 - the name is ours
+            f"FROM (VALUES {', '.join('(%s, %s)' for _ in identities)}) AS v(id, ref) "
+            "WHERE i.id = v.id",
+            [value for identity in identities for value in (identity.pk, identity.secret_ref)],
+        )
 
 
 def list_identity_jobs(identity: Identity) -> list[Job]:

@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from identities.models import Platform
-from identities.services import DuplicateIdentityError, create_identity
+from identities.services import DuplicateIdentityError, create_identities, create_identity
 from imports import csvfile
 from imports.csvfile import ImportFileError
 from imports.models import (
@@ -229,12 +229,10 @@ def apply_chunk(
         if locked.last_row >= rows[0].number:
             raise Superseded(f"rows from row {rows[0].number} of import #{batch.pk} are done")
         if batch.dry_run:
-            checks = [csvfile.check_row(row, platforms) for row in rows]
+            checks = csvfile.check_rows(rows, platforms)
             logins = note_logins(batch, checks)
         else:
-            # One row at a time: a row must see the identities the rows above it created (a
-            # login twice in one file is then "already exists" the second time).
-            checks = [create_row(row, platforms, actor=batch.created_by) for row in rows]
+            checks = create_rows(rows, platforms, actor=batch.created_by)
             logins = []
         counts = {outcome: 0 for outcome in (csvfile.VALID, csvfile.SKIPPED, csvfile.FAILED)}
         problems: list[ImportProblem] = []
@@ -250,6 +248,33 @@ def apply_chunk(
             skipped=F("skipped") + counts[csvfile.SKIPPED],
             failed=F("failed") + counts[csvfile.FAILED],
         )
+
+
+def create_rows(
+    rows: list[csvfile.Row], platforms: dict[str, Platform], *, actor: Any
+) -> list[csvfile.RowCheck]:
+    """Check a chunk of rows and create their identities together. A login twice in the
+    chunk is "already exists" the second time, as it would be row by row. If another import
+    or a person created one of them meanwhile, the chunk goes again one row at a time."""
+    checks = csvfile.check_rows(rows, platforms)
+    creating: dict[tuple[int, str], csvfile.RowCheck] = {}
+    for check in checks:
+        data = check.data
+        if check.outcome != csvfile.VALID or data is None:
+            continue
+        if (data.platform.pk, data.login) in creating:
+            check.skip(f"{data.login} already exists on {data.platform.name}.")
+        else:
+            creating[(data.platform.pk, data.login)] = check
+    try:
+        with transaction.atomic():
+            create_identities(
+                [check.data for check in creating.values() if check.data is not None],
+                actor=actor,
+            )
+    except IntegrityError:
+        return [create_row(row, platforms, actor=actor) for row in rows]
+    return checks
 
 
 def create_row(row: csvfile.Row, platforms: dict[str, Platform], *, actor: Any) -> csvfile.RowCheck:

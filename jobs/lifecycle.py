@@ -1,5 +1,6 @@
 """Every status change of a job: conditional updates that never move a job backwards."""
 
+import json
 import logging
 import traceback
 import uuid
@@ -7,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -27,12 +28,123 @@ log = logging.getLogger(__name__)
 
 _types_with_counters: set[str] = set()
 
+JOBS, ATTEMPTS, COUNTS = (
+    Job._meta.db_table,
+    JobAttempt._meta.db_table,
+    JobStatusCount._meta.db_table,
+)
+JOB_COLUMNS = [str(f.column) for f in Job._meta.concrete_fields]
+JOB_ATTNAMES = [f.attname for f in Job._meta.concrete_fields]
+JSON_ATTNAMES = ("params", "result")
+
+
+def fast_sql() -> bool:
+    """The hot path (claim, complete, counters) speaks SQL directly on PostgreSQL; the ORM
+    builds the same statements elsewhere (SQLite for make run)."""
+    return connection.vendor == "postgresql"
+
+
+def lock_job(job_id: int) -> Job | None:
+    """The job's row, locked until the transaction ends."""
+    if not fast_sql():
+        return Job.objects.select_for_update().filter(pk=job_id).first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM {JOBS} WHERE id = %s FOR UPDATE",  # noqa: S608
+            [job_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def counted(changed: str, to_status: str) -> str:
+    """A CTE that moves the counters for the rows of CTE ``changed`` (job_type,
+    from_status) to ``to_status``, taking the counter rows in status order."""
+    to_status = JobStatus(to_status).value
+    return f"""
+        counted AS (
+            INSERT INTO {COUNTS} AS c (job_type, status, count)
+            SELECT d.job_type, d.status, d.delta FROM (
+                SELECT job_type, from_status AS status, -1 AS delta FROM {changed}
+                UNION ALL SELECT job_type, '{to_status}', 1 FROM {changed}
+            ) AS d
+            ORDER BY d.status
+            ON CONFLICT (job_type, status) DO UPDATE SET count = c.count + EXCLUDED.count
+        )"""  # noqa: S608 - names and status keys are ours
+
+
+def announce(job: Job, from_status: str, to_status: str) -> None:
+    """The signal of a status change whose counters the same statement already moved."""
+    job_status_changed.send(
+        sender=Job,
+        job_id=job.pk,
+        job_type=job.job_type,
+        subject_type_id=job.subject_type_id,
+        subject_id=job.subject_id,
+        from_status=from_status,
+        to_status=to_status,
+    )
+
+
+def job_from_row(row: tuple[Any, ...]) -> Job:
+    values = dict(zip(JOB_ATTNAMES, row, strict=True))
+    for name in JSON_ATTNAMES:
+        if isinstance(values[name], str):
+            values[name] = json.loads(values[name])
+    return Job.from_db(connection.alias, JOB_ATTNAMES, list(values.values()))
+
+
+INSERT_FIELDS = [f for f in Job._meta.concrete_fields if not f.primary_key]
+
+
+def insert_job(job: Job) -> None:
+    """Write a new job's row and count it pending, in one statement (so in one transaction
+    even outside any); PostgreSQL only."""
+    columns = ", ".join(str(f.column) for f in INSERT_FIELDS)
+    placeholders = ", ".join("%s" for _ in INSERT_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH inserted AS (
+                INSERT INTO {JOBS} ({columns}) VALUES ({placeholders})
+                RETURNING id, job_type
+            ), counted AS (
+                INSERT INTO {COUNTS} AS c (job_type, status, count)
+                SELECT job_type, %s, 1 FROM inserted
+                ON CONFLICT (job_type, status) DO UPDATE SET count = c.count + 1
+            )
+            SELECT id FROM inserted
+            """,  # noqa: S608 - names are ours
+            [
+                *(f.get_db_prep_save(getattr(job, f.attname), connection) for f in INSERT_FIELDS),
+                JobStatus.PENDING,
+            ],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    job.pk = row[0]
+    job._state.adding = False
+    job._state.db = connection.alias
+
 
 def shift_counts(job_type: str, changes: dict[str, int]) -> None:
-    """Apply +/- deltas to the per-status counters in one UPDATE. Call it last in a
+    """Apply +/- deltas to the per-status counters in one statement. Call it last in a
     transaction: the counter rows are the hottest rows there are."""
     changes = {status: delta for status, delta in changes.items() if delta}
     if not changes:
+        return
+    if fast_sql():
+        # One upsert, rows taken in status order (so two transactions never wait on each
+        # other's rows crosswise); a type's first job makes its rows. The ORM spends longer
+        # building such a statement than PostgreSQL spends running it.
+        items = sorted(changes.items())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {COUNTS} AS c (job_type, status, count) "  # noqa: S608
+                f"VALUES {', '.join('(%s, %s, %s)' for _ in items)} "
+                "ON CONFLICT (job_type, status) DO UPDATE SET count = c.count + EXCLUDED.count",
+                [v for status, delta in items for v in (job_type, status, delta)],
+            )
         return
     if job_type not in _types_with_counters:
         # The migration makes rows for the nine product types; other types get theirs here.
@@ -40,7 +152,8 @@ def shift_counts(job_type: str, changes: dict[str, int]) -> None:
             [JobStatusCount(job_type=job_type, status=status, count=0) for status in JobStatus],
             ignore_conflicts=True,
         )
-        _types_with_counters.add(job_type)
+        # Only once they are there for good: a rollback takes them away again.
+        transaction.on_commit(lambda: _types_with_counters.add(job_type))
     delta = Case(*(When(status=s, then=Value(d)) for s, d in changes.items()), default=Value(0))
     JobStatusCount.objects.filter(job_type=job_type, status__in=changes).update(
         count=F("count") + delta
@@ -111,7 +224,15 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
     """Claim the job for one delivery of its message; None means the delivery is stale."""
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if fast_sql():
+            attempt = claim_waiting(
+                job_id, task_id=task_id, retries=retries, worker=worker, now=now
+            )
+            if attempt is not None:
+                return attempt
+        # Not a waiting job this message may claim: stale, a duplicate, or the job's
+        # previous attempt lost its worker.
+        job = lock_job(job_id)
         if job is None or str(job.celery_task_id) != str(task_id):
             return None
         lost_cutoff = now - timedelta(seconds=routing.time_limits_for(job.job_type)[1])
@@ -140,7 +261,78 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
         else:
             return None
         number = job.attempt_count + 1
-        Job.objects.filter(pk=job_id).update(
+        attempt = claim(job, number=number, retries=retries, worker=worker, now=now)
+        if job.status != JobStatus.RUNNING:
+            moved(job_id, job.job_type, subject_of(job), job.status, JobStatus.RUNNING)
+        # The rest stays as it was before the claim: defer_attempt restores it from here.
+        job.status, job.attempt_count = JobStatus.RUNNING, number
+        return attempt
+
+
+def claim_waiting(
+    job_id: int, *, task_id: str, retries: int, worker: str, now: datetime
+) -> JobAttempt | None:
+    """The common claim in one statement: lock the job; if it is pending or retrying for this
+    very message, mark it running, record the attempt and move the counters. None if it was
+    in any other state (start_attempt then looks closer)."""
+    try:
+        task_uuid = uuid.UUID(str(task_id))
+    except ValueError:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH old AS (
+                SELECT * FROM {JOBS} WHERE id = %(job_id)s FOR UPDATE
+            ), claimed AS (
+                UPDATE {JOBS} AS j SET status = %(running)s,
+                    attempt_count = old.attempt_count + 1, attempt_started_at = %(now)s,
+                    started_at = COALESCE(old.started_at, %(now)s), next_attempt_at = NULL
+                FROM old
+                WHERE j.id = old.id AND old.status IN (%(pending)s, %(retrying)s)
+                    AND old.retries = %(retries)s AND old.celery_task_id = %(task_id)s
+                RETURNING j.id, j.job_type, old.status AS from_status, j.attempt_count
+            ), attempt AS (
+                INSERT INTO {ATTEMPTS} (job_id, number, retries, worker, started_at, outcome,
+                                        error_class, error_message, error_traceback)
+                SELECT id, attempt_count, %(retries)s, %(worker)s, %(now)s, %(outcome)s,
+                    '', '', ''
+                FROM claimed
+                RETURNING id
+            ), {counted("claimed", JobStatus.RUNNING)}
+            SELECT attempt.id, {", ".join(f"old.{c}" for c in JOB_COLUMNS)} FROM attempt, old
+            """,  # noqa: S608 - names are ours
+            {
+                "job_id": job_id,
+                "running": JobStatus.RUNNING,
+                "pending": JobStatus.PENDING,
+                "retrying": JobStatus.RETRYING,
+                "now": now,
+                "retries": retries,
+                "task_id": task_uuid,
+                "worker": worker,
+                "outcome": AttemptOutcome.RUNNING,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # As start_attempt returns it: the row as it was, but running as this attempt.
+    job = job_from_row(row[1:])
+    from_status, number = job.status, job.attempt_count + 1
+    job.status, job.attempt_count = JobStatus.RUNNING, number
+    attempt = JobAttempt(
+        id=row[0], job_id=job.pk, number=number, retries=retries, worker=worker, started_at=now
+    )
+    attempt.job = job
+    announce(job, from_status, JobStatus.RUNNING)
+    return attempt
+
+
+def claim(job: Job, *, number: int, retries: int, worker: str, now: datetime) -> JobAttempt:
+    """Mark the locked job running as attempt ``number`` and record the attempt."""
+    if not fast_sql():
+        Job.objects.filter(pk=job.pk).update(
             status=JobStatus.RUNNING,
             retries=retries,
             attempt_count=number,
@@ -148,13 +340,43 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
             started_at=job.started_at or now,
             next_attempt_at=None,
         )
-        attempt = JobAttempt.objects.create(
+        return JobAttempt.objects.create(
             job=job, number=number, retries=retries, worker=worker, started_at=now
         )
-        if job.status != JobStatus.RUNNING:
-            moved(job_id, job.job_type, subject_of(job), job.status, JobStatus.RUNNING)
-        job.status, job.attempt_count = JobStatus.RUNNING, number
-        return attempt
+    with connection.cursor() as cursor:
+        # One statement: the job's row and its new attempt's.
+        cursor.execute(
+            f"""
+            WITH claimed AS (
+                UPDATE {JOBS} SET status = %(running)s, retries = %(retries)s,
+                    attempt_count = %(number)s, attempt_started_at = %(now)s,
+                    started_at = COALESCE(started_at, %(now)s), next_attempt_at = NULL
+                WHERE id = %(job_id)s
+                RETURNING id
+            )
+            INSERT INTO {ATTEMPTS} (job_id, number, retries, worker, started_at, outcome,
+                                    error_class, error_message, error_traceback)
+            SELECT id, %(number)s, %(retries)s, %(worker)s, %(now)s, %(outcome)s, '', '', ''
+            FROM claimed
+            RETURNING id
+            """,  # noqa: S608 - table names are ours
+            {
+                "running": JobStatus.RUNNING,
+                "retries": retries,
+                "number": number,
+                "now": now,
+                "job_id": job.pk,
+                "worker": worker,
+                "outcome": AttemptOutcome.RUNNING,
+            },
+        )
+        row = cursor.fetchone()
+    assert row is not None  # the row is locked by this transaction
+    attempt = JobAttempt(
+        id=row[0], job_id=job.pk, number=number, retries=retries, worker=worker, started_at=now
+    )
+    attempt.job = job
+    return attempt
 
 
 def subject_of(job: Job) -> tuple[int | None, str]:
@@ -174,6 +396,49 @@ def finish(attempt: JobAttempt, to_status: str, **fields: Any) -> bool:
 
 def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
     now = timezone.now()
+    if not fast_sql():
+        return complete_attempt_orm(attempt, result, now)
+    job = attempt.job
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # One statement: the attempt's row, the job's and the counters, only if this
+            # attempt is still the job's current one.
+            cursor.execute(
+                f"""
+                WITH attempt AS (
+                    UPDATE {ATTEMPTS} SET outcome = %(succeeded)s, finished_at = %(now)s
+                    WHERE id = %(attempt_id)s AND outcome = %(running_attempt)s
+                ), done AS (
+                    UPDATE {JOBS} SET status = %(completed)s, result = %(result)s::jsonb,
+                        completed_at = %(now)s, next_attempt_at = NULL, error_class = '',
+                        error_message = '', error_traceback = ''
+                    WHERE id = %(job_id)s AND status = %(running)s
+                        AND attempt_count = %(number)s
+                    RETURNING job_type, %(running)s AS from_status
+                ), {counted("done", JobStatus.COMPLETED)}
+                SELECT count(*) FROM done
+                """,  # noqa: S608 - table names are ours
+                {
+                    "succeeded": AttemptOutcome.SUCCEEDED,
+                    "now": now,
+                    "attempt_id": attempt.pk,
+                    "running_attempt": AttemptOutcome.RUNNING,
+                    "completed": JobStatus.COMPLETED,
+                    "result": json.dumps(result),
+                    "job_id": job.pk,
+                    "running": JobStatus.RUNNING,
+                    "number": attempt.number,
+                },
+            )
+            row = cursor.fetchone()
+        if row and row[0]:
+            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED)
+            return True
+        transaction.set_rollback(True)  # a newer attempt owns the job now
+        return False
+
+
+def complete_attempt_orm(attempt: JobAttempt, result: dict[str, Any], now: datetime) -> bool:
     with transaction.atomic():
         JobAttempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING).update(
             outcome=AttemptOutcome.SUCCEEDED, finished_at=now

@@ -3,10 +3,14 @@ or re-send messages."""
 
 import logging
 import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
+from django.utils import timezone
 
 from jobs import lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
@@ -47,6 +51,22 @@ def check_params(params: dict[str, Any], path: str = "params") -> None:
             check_params(value, f"{path}.{key}")
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of an enqueue_many batch: its type, what it acts on and its parameters."""
+
+    job_type: str
+    subject: models.Model | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    # Overrides the batch's trigger_label for this job (a directory event names its kind).
+    trigger_label: str = ""
+
+
+def check_type(job_type: str) -> None:
+    if job_type not in JobType.values and registry.get_handler(job_type) is None:
+        raise InvalidJobError(f"unknown job type: {job_type!r}")
+
+
 def enqueue(
     job_type: str,
     *,
@@ -57,26 +77,83 @@ def enqueue(
     trigger_label: str = "",
 ) -> Job:
     """Record a job and send its message once the surrounding transaction commits."""
-    if job_type not in JobType.values and registry.get_handler(job_type) is None:
-        raise InvalidJobError(f"unknown job type: {job_type!r}")
+    check_type(job_type)
     params = params or {}
     check_params(params)
     if triggered_by is not None and not trigger_label:
         trigger_label = triggered_by.get_username()
+    job = Job(
+        job_type=job_type,
+        subject_type=ContentType.objects.get_for_model(subject) if subject else None,
+        subject_id=str(subject.pk) if subject else "",
+        subject_label=str(subject)[:255] if subject else "",
+        params=params,
+        trigger=trigger,
+        triggered_by=triggered_by,
+        trigger_label=trigger_label,
+    )
+    if lifecycle.fast_sql():
+        lifecycle.insert_job(job)  # the row and its count in one statement
+        send_on_commit(job)
+        return job
     with transaction.atomic():
-        job = Job.objects.create(
-            job_type=job_type,
-            subject_type=ContentType.objects.get_for_model(subject) if subject else None,
-            subject_id=str(subject.pk) if subject else "",
-            subject_label=str(subject)[:255] if subject else "",
-            params=params,
-            trigger=trigger,
-            triggered_by=triggered_by,
-            trigger_label=trigger_label,
-        )
+        job.save(force_insert=True)
         lifecycle.shift_counts(job_type, {JobStatus.PENDING: +1})
         send_on_commit(job)
     return job
+
+
+def enqueue_many(
+    requests: Iterable[JobRequest],
+    *,
+    triggered_by: Any = None,
+    trigger: str = Trigger.USER,
+    trigger_label: str = "",
+) -> list[Job]:
+    """Record many jobs with one INSERT and send their messages together once the surrounding
+    transaction commits: all of them, or (if it rolls back or a request is refused) none."""
+    requests = list(requests)
+    for request in requests:
+        check_type(request.job_type)
+        check_params(request.params)
+    if not requests:
+        return []
+    if triggered_by is not None and not trigger_label:
+        trigger_label = triggered_by.get_username()
+    content_types: dict[type[models.Model], ContentType] = {}
+
+    def subject_type(subject: models.Model | None) -> ContentType | None:
+        if subject is None:
+            return None
+        model = type(subject)
+        if model not in content_types:
+            content_types[model] = ContentType.objects.get_for_model(subject)
+        return content_types[model]
+
+    now = timezone.now()
+    jobs = [
+        Job(
+            job_type=request.job_type,
+            subject_type=subject_type(request.subject),
+            subject_id=str(request.subject.pk) if request.subject else "",
+            subject_label=str(request.subject)[:255] if request.subject else "",
+            params=request.params,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            trigger_label=request.trigger_label or trigger_label,
+            created_at=now,
+            dispatched_at=now,
+        )
+        for request in requests
+    ]
+    per_type = Counter(job.job_type for job in jobs)
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs)
+        for job_type, count in sorted(per_type.items()):
+            lifecycle.shift_counts(job_type, {JobStatus.PENDING: +count})
+        messages = [(job.pk, str(job.celery_task_id), job.retries, job.job_type) for job in jobs]
+        transaction.on_commit(lambda: send_many(messages), robust=True)
+    return jobs
 
 
 def retry_job(job: Job, *, actor: Any) -> bool:
@@ -126,6 +203,19 @@ def send_on_commit(job: Job) -> None:
     )
 
 
+def send_many(messages: list[tuple[int, str, int, str]]) -> None:
+    """Publish (job id, task id, retries, job type) messages through one producer connection.
+    A failure leaves the rest pending for the sweeper, as send() does for one."""
+    from jobs.tasks import run_job
+
+    try:
+        with run_job.app.producer_or_acquire() as producer:
+            for job_id, task_id, retries, job_type in messages:
+                send(job_id, task_id=task_id, retries=retries, job_type=job_type, producer=producer)
+    except Exception:
+        log.exception("jobs.send.failed", extra={"jobs": len(messages)})
+
+
 def send(
     job_id: int,
     *,
@@ -133,6 +223,7 @@ def send(
     retries: int,
     job_type: str | None = None,
     countdown: float | None = None,
+    producer: Any = None,
 ) -> None:
     """Publish the job's message to its type's queue. If the broker is down the job stays
     pending and the sweeper sends it again later, so a failure here is logged, not raised."""
@@ -152,6 +243,8 @@ def send(
         }
         if countdown:
             options["countdown"] = countdown
+        if producer is not None:
+            options["producer"] = producer
         run_job.apply_async(args=(job_id,), task_id=task_id, **options)
     except Exception:
         log.exception("jobs.send.failed", extra={"job_id": job_id})

@@ -38,6 +38,7 @@ class JobTask(Task[Any, Any]):
     bind=True,
     base=JobTask,
     name="jobs.run_job",
+    ignore_result=True,  # the Job row is the record; nobody reads a result row
     autoretry_for=(TransientError, SoftTimeLimitExceeded),
     retry_backoff=settings.JOB_BACKOFF_BASE,
     retry_backoff_max=settings.JOB_BACKOFF_MAX,

@@ -524,3 +524,17 @@ def test_concurrent_cas_writers_exactly_one_wins(vault):
     assert results[writers:].count("won") == 1
     assert vault.current_version("race/cas") == 2
     assert vault.current_version("race/new") == 1
+
+
+def test_write_new_stores_first_versions_together_or_not_at_all(vault) -> None:
+    paths = [f"identities/{n}/credential" for n in (7, 8, 9)]
+    refs = vault.write_new({path: {"api_key": f"{SECRET}-{n}"} for n, path in enumerate(paths)})
+
+    assert [str(ref) for ref in refs] == [f"vault:{path}#1" for path in paths]
+    assert [vault.read(path) for path in paths] == [{"api_key": f"{SECRET}-{n}"} for n in range(3)]
+    assert all(SECRET.encode() not in row[3] for row in raw_rows())
+    # One path that has a version already refuses the whole batch, like write(cas=0) does.
+    with pytest.raises(VaultConflict, match="cas=0"):
+        vault.write_new({"identities/10/credential": {"k": "v"}, paths[1]: {"k": "v"}})
+    assert vault.current_version("identities/10/credential") is None
+    assert vault.current_version(paths[1]) == 1

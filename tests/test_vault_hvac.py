@@ -379,3 +379,12 @@ def test_errors_and_logs_never_carry_the_secret(vault, vault_settings, caplog):
         assert SECRET not in text
         assert vault_settings.VAULT_SECRET_ID not in text
         assert ROOT_TOKEN not in text
+
+
+def test_write_new_writes_each_path_once_with_check_and_set(vault):
+    refs = vault.write_new({"imports/a": {"api_key": "k-a"}, "imports/b": {"api_key": "k-b"}})
+    assert [str(ref) for ref in refs] == ["vault:imports/a#1", "vault:imports/b#1"]
+    assert vault.read("imports/b") == {"api_key": "k-b"}
+    with pytest.raises(VaultConflict):
+        vault.write_new({"imports/a": {"api_key": "again"}})
+    assert vault.read("imports/a") == {"api_key": "k-a"}

@@ -124,6 +124,12 @@ class CredentialVault(Protocol):
         ``cas=N``: only if the current version is N; otherwise VaultConflict."""
         ...
 
+    def write_new(self, items: Mapping[str, Mapping[str, str]]) -> list[SecretRef]:
+        """The first version of each of many paths (``write(path, data, cas=0)`` for each),
+        in the order given; VaultConflict if a path has a version already. A backend may
+        store them together (the embedded one: one INSERT)."""
+        ...
+
     def read(self, path: str, version: int | None = None) -> dict[str, str]:
         """The data of ``version`` (default: the current one); SecretNotFound if it is absent
         or deleted."""

@@ -84,6 +84,35 @@ class EmbeddedVault:
             "kept storing versions at the same moment"
         )
 
+    @sensitive_variables("items", "plaintext")
+    def write_new(self, items: Mapping[str, Mapping[str, str]]) -> list[SecretRef]:
+        rows = []
+        for path, data in items.items():
+            validate_path(path)
+            plaintext = json.dumps(validate_data(data), sort_keys=True, separators=(",", ":"))
+            key_id, blob = self._keyring.seal(plaintext.encode(), associated_data(path, 1))
+            rows.append(EncryptedSecret(path=path, version=1, ciphertext=blob, key_id=key_id))
+        try:
+            with transaction.atomic():
+                EncryptedSecret.objects.bulk_create(rows)
+        except IntegrityError:
+            raise VaultConflict(
+                f"check-and-set failed writing {len(rows)} new secrets (cas=0): one of the "
+                "paths has a version already"
+            ) from None
+        refs = [SecretRef(path, 1) for path in items]
+        if refs:
+            logger.info(
+                "vault.secrets.written",
+                extra={
+                    "count": len(refs),
+                    "first_ref": str(refs[0]),
+                    "last_ref": str(refs[-1]),
+                    "backend": "embedded",
+                },
+            )
+        return refs
+
     @sensitive_variables("plaintext", "loaded")
     def read(self, path: str, version: int | None = None) -> dict[str, str]:
         validate_path(path)

@@ -128,6 +128,11 @@ class HvacVault:
         logger.info("vault.secret.written", extra={"secret_ref": str(ref), "backend": "hvac"})
         return ref
 
+    @sensitive_variables("items")
+    def write_new(self, items: Mapping[str, Mapping[str, str]]) -> list[SecretRef]:
+        # KV v2 has no batch write: one check-and-set request per path.
+        return [self.write(path, data, cas=0) for path, data in items.items()]
+
     @sensitive_variables("response", "body")
     def read(self, path: str, version: int | None = None) -> dict[str, str]:
         validate_path(path)
