@@ -289,8 +289,9 @@ def rate_limits(name: str, defaults: dict[str, str]) -> dict[str, tuple[float, i
 # console, other tools and the other calls a customer makes under the same quota.
 RATE_LIMITS = rate_limits("ACCESSHIVE_RATE_LIMITS", {"google_workspace": "10/5"})
 # A job waits for its turn inside the attempt up to this long; a longer wait sends the job
-# back to its queue for later (no retry counted). Kept well inside the attempt's time limit.
-RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 5.0), JOB_TIMEOUT / 4)
+# back to its queue until its turn (no retry counted), so it does not hold a pool slot while
+# other platforms' jobs wait. Kept well inside the attempt's time limit.
+RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 0.5), JOB_TIMEOUT / 4)
 
 # --- Imports ---------------------------------------------------------------------------------
 # The largest CSV an admin may upload, and the most rows it may hold.

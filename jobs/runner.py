@@ -116,10 +116,10 @@ def finished(attempt: JobAttempt, outcome: str, started: float) -> None:
 
 
 def defer(attempt: JobAttempt, exc: RateLimited) -> dict[str, Any]:
-    """Put a job that must wait for its rate limit back in its queue: no retry counted, no
-    failed attempt recorded. The spread keeps deferred jobs from all coming back at once."""
+    """Put a job that must wait for its rate limit back in its queue until its place in line
+    (exc.retry_after): no retry counted, no failed attempt recorded, no pool slot held."""
     job = attempt.job
-    delay = exc.retry_after + random.uniform(0, max(1.0, settings.RATE_LIMIT_MAX_WAIT))  # noqa: S311
+    delay = exc.retry_after + random.uniform(0, max(0.1, settings.RATE_LIMIT_MAX_WAIT))  # noqa: S311
     again = lifecycle.defer_attempt(attempt, delay=delay)
     if again is None:
         return {"job_id": job.pk, "ignored": "attempt superseded"}

@@ -52,7 +52,7 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_JOB_PRUNE_BATCH": "1,000 jobs per delete transaction",
     "ACCESSHIVE_REDIS_URL": "follows CELERY_BROKER_URL (the same Redis)",
     "ACCESSHIVE_TRUSTED_PROXIES": "0: the connection's own address; set it behind a proxy",
-    "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "5 s of waiting inside an attempt",
+    "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "0.5 s of waiting inside an attempt, then back to the queue",
     "ACCESSHIVE_HEALTH_CHECK_TIMEOUT": "2 s per /healthz check",
     "ACCESSHIVE_WORKER_HEARTBEAT_FILE": "/app/var/worker-heartbeat, one per container",
     "ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE": "the healthcheck passes --max-age itself",

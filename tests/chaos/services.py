@@ -5,12 +5,16 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from django.db import DatabaseError, connections
 
 from tests.settings import TEST_DATABASE_URL
+
+T = TypeVar("T")
 
 
 class PrivatePostgres:
@@ -60,7 +64,7 @@ def reconnect() -> None:
         conn.close()
 
 
-def db_read(read):  # type: ignore[no-untyped-def]
+def db_read(read: Callable[[], T]) -> T | None:
     """``read()``, or None while the database is unreachable."""
     try:
         return read()

@@ -79,9 +79,9 @@ class Fleet:
 
     def check_worker(self, worker: CeleryProcess) -> subprocess.CompletedProcess[str]:
         heartbeat = Path(worker.var_dir) / "worker-heartbeat"
+        args = ["--file", str(heartbeat), "--max-age", str(HEARTBEAT_MAX_AGE)]
         return subprocess.run(
-            [sys.executable, "manage.py", "check_worker", "--file", str(heartbeat)]
-            + ["--max-age", str(HEARTBEAT_MAX_AGE)],
+            [sys.executable, "manage.py", "check_worker", *args],
             cwd=ROOT,
             env=worker.env,
             capture_output=True,
@@ -127,7 +127,9 @@ def completed() -> int:
 
 
 def wait_until_completed(share: float, fleet: Fleet, timeout: float = 600) -> None:
-    wait_for(lambda: completed() >= share * 2 * IDENTITIES, timeout, f"{share:.0%} done", fleet.worker)
+    wait_for(
+        lambda: completed() >= share * 2 * IDENTITIES, timeout, f"{share:.0%} done", fleet.worker
+    )
 
 
 def wait_all_done(fleet: Fleet, timeout: float) -> float:
@@ -144,7 +146,7 @@ def assert_exactly_once(gws: Any, idp: Any) -> None:  # noqa: F811
     assert sorted(sso) == sorted(expected)
 
 
-def figures(started: float, fault_at: float, done: float, fleet: Fleet) -> dict[str, object]:
+def figures(started: float, fault_at: float, done: float, fleet: Fleet) -> dict[str, Any]:
     return {
         "identities": IDENTITIES,
         "jobs": 2 * IDENTITIES,
@@ -154,6 +156,14 @@ def figures(started: float, fault_at: float, done: float, fleet: Fleet) -> dict[
         "lost_attempts": JobAttempt.objects.filter(outcome=AttemptOutcome.LOST).count(),
         "postponed_deliveries": fleet.postponed(),
     }
+
+
+def taken_over(attempts: set[tuple[int, int]]) -> bool:
+    """None of these (job, attempt number) pairs is still running."""
+    return not any(
+        Job.objects.filter(pk=pk, status=JobStatus.RUNNING, attempt_count=number).exists()
+        for pk, number in attempts
+    )
 
 
 def test_a_long_queue_without_faults_is_never_resent(fleet, gws, idp, platform) -> None:  # noqa: F811
@@ -173,7 +183,9 @@ def test_kill_9_of_the_worker_twice(fleet, gws, idp, platform) -> None:  # noqa:
     for share in (0.25, 0.6):
         wait_until_completed(share, fleet)
         dead = fleet.worker
-        running = set(Job.objects.filter(status=JobStatus.RUNNING).values_list("pk", "attempt_count"))
+        running_now = Job.objects.filter(status=JobStatus.RUNNING)
+        wait_for(running_now.exists, 30, "a job to be running", dead)
+        running = set(running_now.values_list("pk", "attempt_count"))
         dead.kill()
         fault_at = time.monotonic()
         # Red while nothing runs: the dead worker's heartbeats stop.
@@ -182,10 +194,7 @@ def test_kill_9_of_the_worker_twice(fleet, gws, idp, platform) -> None:  # noqa:
         assert stalled.returncode == 1, stalled.stdout
         fleet.start_worker()
         wait_for(
-            lambda: not any(
-                Job.objects.filter(pk=pk, status=JobStatus.RUNNING, attempt_count=number).exists()
-                for pk, number in running
-            ),
+            lambda attempts=running: taken_over(attempts),  # type: ignore[misc]
             120,
             "the dead worker's jobs to be taken over",
             fleet.worker,
