@@ -146,8 +146,16 @@ def test_a_job_waiting_too_long_makes_it_degraded_with_the_reason(client: Client
     assert body["status"] == "degraded"
     assert body["degraded"]["jobs"].startswith("the oldest due job has waited 61 s")
     assert "beat" not in body["degraded"]
+    # /metrics says the same, for alerting.
+    settings.METRICS_TOKEN = "health-token"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer health-token").content.decode()
+    assert 'accesshive_degraded{reason="jobs"} 1.0' in scraped
+    assert 'accesshive_degraded{reason="beat"} 0.0' in scraped
+    assert re.search(r"^accesshive_oldest_due_job_age_seconds 6\d\.\d+$", scraped, re.M)
     Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(seconds=50))
     assert client.get("/healthz").json()["status"] == "ok"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer health-token").content.decode()
+    assert 'accesshive_degraded{reason="jobs"} 0.0' in scraped
 
 
 def test_a_silent_beat_makes_it_degraded_and_check_beat_fail(client: Client, settings) -> None:
