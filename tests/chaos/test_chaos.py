@@ -29,6 +29,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 IDENTITIES = int(os.environ.get("ACCESSHIVE_CHAOS_IDENTITIES", "200"))
 PG_STOP_SECONDS = float(os.environ.get("ACCESSHIVE_CHAOS_PG_STOP_SECONDS", "30"))
+# bench/bench_chaos.py's "before" run on an older tree: record what happens, assert nothing,
+# and give up waiting after ACCESSHIVE_CHAOS_GIVE_UP seconds instead of failing.
+MEASURING = os.environ.get("ACCESSHIVE_CHAOS_MEASURE") == "1"
+GIVE_UP = float(os.environ.get("ACCESSHIVE_CHAOS_GIVE_UP", "300"))
 
 # Short waits, so faults show in seconds; the sweep grace is far shorter than the batch's
 # queue wait at Google's pace, so any re-send of a merely queued job would show.
@@ -127,13 +131,26 @@ def completed() -> int:
 
 
 def wait_until_completed(share: float, fleet: Fleet, timeout: float = 600) -> None:
-    wait_for(
-        lambda: completed() >= share * 2 * IDENTITIES, timeout, f"{share:.0%} done", fleet.worker
-    )
+    try:
+        wait_for(
+            lambda: completed() >= share * 2 * IDENTITIES,
+            GIVE_UP if MEASURING else timeout,
+            f"{share:.0%} done",
+            fleet.worker,
+        )
+    except AssertionError:
+        if not MEASURING:
+            raise
 
 
-def wait_all_done(fleet: Fleet, timeout: float) -> float:
-    wait_until_completed(1.0, fleet, timeout)
+def wait_all_done(fleet: Fleet, timeout: float) -> float | None:
+    """When every job completed; None if they did not within the time (measuring only)."""
+    try:
+        wait_until_completed(1.0, fleet, GIVE_UP if MEASURING else timeout)
+    except AssertionError:
+        if MEASURING:
+            return None
+        raise
     return time.monotonic()
 
 
@@ -146,12 +163,13 @@ def assert_exactly_once(gws: Any, idp: Any) -> None:  # noqa: F811
     assert sorted(sso) == sorted(expected)
 
 
-def figures(started: float, fault_at: float, done: float, fleet: Fleet) -> dict[str, Any]:
+def figures(started: float, fault_at: float, done: float | None, fleet: Fleet) -> dict[str, Any]:
     return {
         "identities": IDENTITIES,
         "jobs": 2 * IDENTITIES,
-        "seconds_to_all_done": round(done - started, 1),
-        "seconds_after_fault": round(done - fault_at, 1),
+        "unfinished": 2 * IDENTITIES - completed(),
+        "seconds_to_all_done": round(done - started, 1) if done else None,
+        "seconds_after_fault": round(done - fault_at, 1) if done else None,
         "resent": JobEvent.objects.filter(kind=JobEvent.Kind.RESENT).count(),
         "lost_attempts": JobAttempt.objects.filter(outcome=AttemptOutcome.LOST).count(),
         "postponed_deliveries": fleet.postponed(),
@@ -166,12 +184,24 @@ def taken_over(attempts: set[tuple[int, int]]) -> bool:
     )
 
 
+def assert_exactly_once_and_figures(gws: Any, idp: Any, result: dict[str, Any]) -> None:  # noqa: F811
+    """The unfinished count and users at both sandboxes, as figures; asserted unless only
+    measuring."""
+    result["google_users"] = len(gws.users())
+    result["sso_users"] = len(idp.users())
+    if not MEASURING:
+        assert result["seconds_to_all_done"] is not None
+        assert_exactly_once(gws, idp)
+
+
 def test_a_long_queue_without_faults_is_never_resent(fleet, gws, idp, platform) -> None:  # noqa: F811
     started = submit(platform)
     done = wait_all_done(fleet, 600)
-    assert_exactly_once(gws, idp)
     result = figures(started, started, done, fleet)
+    assert_exactly_once_and_figures(gws, idp, result)
     record("none (baseline)", result)
+    if MEASURING:
+        return
     # The batch waits far longer than the 3 s sweep grace at Google's pace; not one re-send.
     assert result["resent"] == 0
 
@@ -195,15 +225,17 @@ def test_kill_9_of_the_worker_twice(fleet, gws, idp, platform) -> None:  # noqa:
         fleet.start_worker()
         wait_for(
             lambda attempts=running: taken_over(attempts),  # type: ignore[misc]
-            120,
+            GIVE_UP if MEASURING else 120,
             "the dead worker's jobs to be taken over",
             fleet.worker,
         )
         recoveries.append(round(time.monotonic() - fault_at, 1))
     done = wait_all_done(fleet, 600)
-    assert_exactly_once(gws, idp)
     result = {**figures(started, fault_at, done, fleet), "recovery_seconds": recoveries}
+    assert_exactly_once_and_figures(gws, idp, result)
     record("kill -9 worker twice", result)
+    if MEASURING:
+        return
     assert max(recoveries) < RECOVERY_BOUND, recoveries
     alive = fleet.check_worker(fleet.worker)
     assert alive.returncode == 0, alive.stderr
@@ -215,9 +247,11 @@ def test_flushall_with_messages_queued(fleet, gws, idp, platform) -> None:  # no
     redis.Redis.from_url(TEST_REDIS_URL).flushall()
     fault_at = time.monotonic()
     done = wait_all_done(fleet, 600)
-    assert_exactly_once(gws, idp)
     result = figures(started, fault_at, done, fleet)
+    assert_exactly_once_and_figures(gws, idp, result)
     record("FLUSHALL", result)
+    if MEASURING:
+        return
     assert result["resent"] > 0  # the lost messages came back through the sweeper
 
 
@@ -241,12 +275,13 @@ def test_postgresql_restarts_under_load_and_with_handlers_in_flight(
     fault_at = time.monotonic()
     reconnect()
     done = wait_all_done(fleet, 300)
-    assert_exactly_once(gws, idp)
     result = figures(started, fault_at, done, fleet)
-    record("PostgreSQL restart (twice: at random, and under 2 slow handlers)", result)
+    assert_exactly_once_and_figures(gws, idp, result)
+    record("PostgreSQL restart x2 (at random; under 2 slow handlers)", result)
+    if MEASURING:
+        return
     # Without a human: the last restart is put behind in seconds, not minutes.
-    assert done - fault_at < 120
-    # No pool process kept a dead connection: the worker's log shows no error after the end.
+    assert result["seconds_after_fault"] < 120
     alive = fleet.check_worker(fleet.worker)
     assert alive.returncode == 0, alive.stderr
 
@@ -263,19 +298,23 @@ def test_postgresql_stopped_for_a_while(fleet, gws, idp, platform) -> None:  # n
         assert Client().get("/healthz").status_code == 503
         stalled = fleet.check_worker(fleet.worker)
         assert stalled.returncode == 1
-        assert "pool last reached the database and the broker" in stalled.stderr
+        if not MEASURING:
+            assert "pool last reached the database and the broker" in stalled.stderr
         time.sleep(max(0.0, PG_STOP_SECONDS - (time.monotonic() - fault_at)))
     finally:
         pg.start()
     reconnect()
     back_at = time.monotonic()
     done = wait_all_done(fleet, 300)
-    assert_exactly_once(gws, idp)
     result = {
         **figures(started, fault_at, done, fleet),
         "stopped_seconds": round(back_at - fault_at, 1),
     }
+    assert_exactly_once_and_figures(gws, idp, result)
     record(f"PostgreSQL stopped {PG_STOP_SECONDS:g} s", result)
+    if MEASURING:
+        return
+    assert done is not None
     assert done - back_at < 120
     wait_for(
         lambda: fleet.check_worker(fleet.worker).returncode == 0, 15, "check_worker green again"
