@@ -64,11 +64,9 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
         done = row["seconds_to_all_done"]
         ratio = f"{done / bare:.2f}x" if done and bare else "-"
         extra = " | ".join(str(row.get(column, "-")) for column in COLUMNS)
-        after = row["seconds_after_fault"]
+        after = "-" if row["seconds_after_fault"] is None else row["seconds_after_fault"]
         shown = "not done" if done is None else done
-        print(
-            f"| {row['fault']} | {shown} | {after if after is not None else '-'} | {ratio} | {extra}"
-        )
+        print(f"| {row['fault']} | {shown} | {after} | {ratio} | {extra}")
         if row.get("recovery_seconds"):
             print(f"|   recovery of the dead worker's running jobs: {row['recovery_seconds']} s |")
 
@@ -95,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
