@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from jobs import delivery, lifecycle, metrics, routing, services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
+from jobs.workers import live_workers
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ def lost_messages(overdue: list[tuple[int, str]]) -> tuple[list[int], int]:
     A message is gone when its marker is (a flush, a restart without persistence) or when the
     worker holding it is dead. Without markers every overdue job counts as gone.
     """
-    from ops.worker import live_workers
-
     markers = delivery.where([task_id for _, task_id in overdue])
     if markers is None:
         return [job_id for job_id, _ in overdue], 0
@@ -87,14 +86,12 @@ def resend(job_id: int, *, cutoff: object) -> bool:
 
 
 def recover_lost() -> int:
-    """Recover at once the running jobs whose attempt's worker stopped beating (ops.worker's
+    """Recover at once the running jobs whose attempt's worker stopped beating (jobs.workers'
     keys in Redis): seconds after a worker dies, instead of its jobs' hard time limit later.
 
     Still exactly once in effect: recover() moves only the attempt it saw, so a worker that
     was merely slow finds its attempt superseded and its result is not recorded.
     """
-    from ops.worker import live_workers
-
     running = dict(
         Job.objects.filter(status=JobStatus.RUNNING).values_list("pk", "attempt_count")[:1000]
     )

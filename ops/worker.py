@@ -2,7 +2,7 @@
 loop is stuck or the broker is gone); a thread in every pool process touches a second file
 after a round trip to the database and the broker (it stops when the pool cannot reach
 them); and the event loop refreshes a key in Redis naming the worker, which the sweeper reads
-to recover the jobs of a worker that died. Connected by accesshive/celery.py."""
+to recover the jobs of a worker that died (jobs.workers). Connected by accesshive/celery.py."""
 
 import contextlib
 import logging
@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery.signals import (
     celeryd_after_setup,
     heartbeat_sent,
@@ -22,17 +21,13 @@ from celery.signals import (
 )
 from django.conf import settings
 
-from jobs import shared_redis
+from jobs import workers
 
 log = logging.getLogger(__name__)
 
-WORKER_KEY_PREFIX = "accesshive:worker:"
-# When the workers' keys started being written (again): after a Redis flush or restart there
-# is a moment when no key exists yet, and no worker may be judged dead from that.
-EPOCH_KEY = "accesshive:workers:epoch"
 POOL_CHECK_INTERVAL = 2.0
 
-_node = {"hostname": "", "redis_failed": False}
+_node = {"hostname": ""}
 
 
 def heartbeat_file() -> Path:
@@ -62,23 +57,8 @@ def remember_hostname(sender: str, **kwargs: Any) -> None:
 def touch(**kwargs: Any) -> None:
     """Every 2 s while the consumer runs and is connected."""
     touch_file(heartbeat_file())
-    announce_alive()
-
-
-def announce_alive() -> None:
-    client = shared_redis.client()
-    if client is None or not _node["hostname"]:
-        return
-    try:
-        pipe = client.pipeline(transaction=False)
-        pipe.set(WORKER_KEY_PREFIX + str(_node["hostname"]), "1", ex=settings.WORKER_LOST_AFTER)
-        # Back after Redis was out of reach: other workers' keys may have lapsed meanwhile.
-        pipe.set(EPOCH_KEY, repr(time.time()), nx=not _node["redis_failed"])
-        pipe.execute()
-        _node["redis_failed"] = False
-    except redis.RedisError as exc:
-        _node["redis_failed"] = True
-        log.warning("ops.worker.heartbeat_failed", extra={"error": type(exc).__name__})
+    if _node["hostname"]:
+        workers.announce_alive(_node["hostname"])
 
 
 @worker_shutdown.connect
@@ -115,17 +95,3 @@ def heartbeat_age(path: Path | None = None) -> float | None:
         return max(0.0, time.time() - os.stat(path or heartbeat_file()).st_mtime)
     except FileNotFoundError:
         return None
-
-
-def live_workers(names: set[str]) -> set[str] | None:
-    """Which of these workers beat within WORKER_LOST_AFTER; None when that cannot be told
-    (no Redis, or its keys are younger than WORKER_LOST_AFTER: just flushed or restarted)."""
-    client = shared_redis.client()
-    if client is None:
-        return None
-    epoch = client.get(EPOCH_KEY)
-    if epoch is None or time.time() - float(epoch) < settings.WORKER_LOST_AFTER:
-        return None
-    ordered = sorted(names)
-    found = client.mget([WORKER_KEY_PREFIX + name for name in ordered]) if ordered else []
-    return {name for name, value in zip(ordered, found, strict=True) if value is not None}
