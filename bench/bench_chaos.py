@@ -68,6 +68,11 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
         print(f"| {row['fault']} | {shown} | {after} | {ratio} | {extra}")
         if row.get("recovery_seconds"):
             print(f"|   recovery of the dead worker's running jobs: {row['recovery_seconds']} s |")
+        if "check_worker_red" in row:
+            print(
+                f"|   while stopped: /healthz {row['healthz_while_stopped']}, "
+                f"check_worker red: {row['check_worker_red']} |"
+            )
 
 
 def main() -> None:
