@@ -63,5 +63,6 @@ bench: $(STAMP)
 # Leaves .venv and var/'s data (local database, secret key, admin password) alone.
 clean:
 	-bash scripts/services.sh stop
-	rm -rf .pytest_cache .mypy_cache .ruff_cache var/services var/staticfiles
+	-ACCESSHIVE_SERVICES_DIR=$(CHAOS_DIR) bash scripts/services.sh stop
+	rm -rf .pytest_cache .mypy_cache .ruff_cache var/services var/chaos var/staticfiles
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

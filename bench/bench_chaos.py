@@ -83,6 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.before:
         old = Path(tempfile.mkdtemp(prefix="accesshive-before-"))
+        old.chmod(0o755)  # the private PostgreSQL runs as the postgres user and must enter it
         archive = subprocess.run(
             ["git", "archive", args.before], cwd=ROOT, check=True, capture_output=True
         ).stdout
