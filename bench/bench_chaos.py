@@ -53,7 +53,7 @@ def run(tree: Path, identities: int, measuring: bool, give_up: float) -> list[di
     return [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> None:
+def table(title: str, rows: list[dict[str, Any]], args_give_up: float) -> None:
     print(f"\n## {title}")
     base = next((r for r in rows if r["fault"].startswith("none")), None)
     bare = base["seconds_to_all_done"] if base else None
@@ -64,7 +64,7 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
         ratio = f"{done / bare:.2f}x" if done and bare else "-"
         extra = " | ".join(str(row.get(column, "-")) for column in COLUMNS)
         after = "-" if row["seconds_after_fault"] is None else row["seconds_after_fault"]
-        shown = "not done" if done is None else done
+        shown = f"not done in {args_give_up:g} s" if done is None or row["unfinished"] else done
         print(f"| {row['fault']} | {shown} | {after} | {ratio} | {extra}")
         if row.get("recovery_seconds"):
             print(f"|   recovery of the dead worker's running jobs: {row['recovery_seconds']} s |")
@@ -91,10 +91,11 @@ def main() -> None:
         try:
             shutil.copytree(ROOT / "tests" / "chaos", old / "tests" / "chaos")
             rows = run(old, args.identities, measuring=True, give_up=args.give_up)
-            table(f"before ({args.before})", rows)
+            table(f"before ({args.before})", rows, args.give_up)
         finally:
             shutil.rmtree(old, ignore_errors=True)
-    table("this tree", run(ROOT, args.identities, measuring=False, give_up=args.give_up))
+    rows = run(ROOT, args.identities, measuring=False, give_up=args.give_up)
+    table("this tree", rows, args.give_up)
 
 
 if __name__ == "__main__":
