@@ -1,14 +1,16 @@
 """Where each job message is, as far as the sweeper needs to know: a marker per message id in
 the broker's Redis, "queued" once published, the worker's name once a worker holds it, gone
-once it runs. A flush or a restart without persistence removes markers with the messages, so
-the sweeper can tell a message that is lost from one that is merely waiting in a long queue.
+once its delivery has claimed the job (or found itself stale): never a moment when the job is
+still waiting and its marker already gone. A flush or a restart without persistence removes
+markers with the messages, so the sweeper can tell a message that is lost from one that is
+merely waiting in a long queue.
 """
 
 import logging
 from typing import Any
 
 import redis
-from celery.signals import after_task_publish, task_prerun, task_received
+from celery.signals import after_task_publish, task_received
 from django.conf import settings
 
 from jobs import shared_redis
@@ -75,9 +77,3 @@ def received(request: Any = None, **kw: Any) -> None:
     countdown ends)."""
     if request is not None and request.name == TASK:
         mark(str(request.id), str(request.hostname))
-
-
-@task_prerun.connect
-def running(task_id: str, task: Any, **kw: Any) -> None:
-    if task.name == TASK:
-        unmark(task_id)

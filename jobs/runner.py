@@ -10,7 +10,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobs import connections, context, lifecycle, metrics, registry, routing, services
+from jobs import connections, context, delivery, lifecycle, metrics, registry, routing, services
 from jobs.errors import PermanentError, RateLimited, TransientError
 from jobs.models import AttemptOutcome, JobAttempt
 
@@ -30,6 +30,8 @@ def execute(
     except connections.INFRASTRUCTURE_ERRORS as exc:
         connections.drop_unusable()
         raise NotClaimed(f"Could not claim job {job_id}: {type(exc).__name__}") from exc
+    # Only now: had the marker gone first, the sweeper could take the job for lost meanwhile.
+    delivery.unmark(task_id)
     if attempt is None:
         log.info(
             "jobs.delivery.ignored",
