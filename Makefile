@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint bench chaos clean venv
 
 # The venv is made once with the machine's python3; the install re-runs only when
 # pyproject.toml is newer than the stamp (or the last install failed).
@@ -30,9 +30,28 @@ lint: $(STAMP)
 	DJANGO_SECRET_KEY=x $(BIN)/mypy .
 
 # pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code.
+# Then the chaos suite's short form (fewer identities, a shorter database outage).
 test: lint
 	@rc=0; bash scripts/services.sh $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
+	[ $$rc -ne 0 ] && exit $$rc; \
+	$(MAKE) --no-print-directory chaos CHAOS_IDENTITIES=20 CHAOS_PG_STOP_SECONDS=12
+
+# Faults (kill -9, FLUSHALL, PostgreSQL restarts and a stop) against a PostgreSQL and a Redis
+# of its own under var/chaos, started here and stopped after; figures to var/chaos/report.jsonl.
+CHAOS_IDENTITIES ?= 200
+CHAOS_PG_STOP_SECONDS ?= 30
+CHAOS_DIR := $(CURDIR)/var/chaos
+chaos: $(STAMP)
+	@mkdir -p $(CHAOS_DIR); rc=0; \
+	env -u TEST_DATABASE_URL -u TEST_REDIS_URL ACCESSHIVE_PRIVATE_SERVICES=1 \
+		ACCESSHIVE_SERVICES_DIR=$(CHAOS_DIR) ACCESSHIVE_CHAOS_PG_DIR=$(CHAOS_DIR)/postgres \
+		ACCESSHIVE_CHAOS_REPORT=$${ACCESSHIVE_CHAOS_REPORT:-$(CHAOS_DIR)/report.jsonl} \
+		ACCESSHIVE_CHAOS_IDENTITIES=$(CHAOS_IDENTITIES) \
+		ACCESSHIVE_CHAOS_PG_STOP_SECONDS=$(CHAOS_PG_STOP_SECONDS) \
+		bash scripts/services.sh $(BIN)/pytest tests/chaos -p no:cacheprovider $(CHAOS_PYTEST_ARGS) || rc=$$?; \
+	ACCESSHIVE_SERVICES_DIR=$(CHAOS_DIR) bash scripts/services.sh stop; \
+	if [ $$rc -eq 5 ]; then echo "make chaos: pytest collected no tests: failing" >&2; fi; \
 	exit $$rc
 
 bench: $(STAMP)
@@ -44,5 +63,6 @@ bench: $(STAMP)
 # Leaves .venv and var/'s data (local database, secret key, admin password) alone.
 clean:
 	-bash scripts/services.sh stop
-	rm -rf .pytest_cache .mypy_cache .ruff_cache var/services var/staticfiles
+	-ACCESSHIVE_SERVICES_DIR=$(CHAOS_DIR) bash scripts/services.sh stop
+	rm -rf .pytest_cache .mypy_cache .ruff_cache var/services var/chaos var/staticfiles
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -282,9 +282,18 @@ JOB_BACKOFF_JITTER = env_bool("ACCESSHIVE_JOB_BACKOFF_JITTER", False)
 JOB_TIMEOUT = env_int("ACCESSHIVE_JOB_TIMEOUT", 120)
 JOB_HARD_TIMEOUT_GRACE = env_int("ACCESSHIVE_JOB_HARD_TIMEOUT_GRACE", 10)
 JOB_HARD_TIMEOUT = JOB_TIMEOUT + JOB_HARD_TIMEOUT_GRACE
-# A pending job whose message has not been picked up this long after it was due is re-sent.
-JOB_SWEEP_GRACE = env_int("ACCESSHIVE_JOB_SWEEP_GRACE", 300)
-JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 60)
+# A pending job whose message has not been picked up this long after it was due is re-sent,
+# if its message is gone from the broker (jobs.delivery's markers tell; a message merely
+# waiting in a long queue is left alone). Without markers (no Redis) every such job is.
+JOB_SWEEP_GRACE = env_int("ACCESSHIVE_JOB_SWEEP_GRACE", 60)
+JOB_SWEEP_INTERVAL = env_int("ACCESSHIVE_JOB_SWEEP_INTERVAL", 30)
+# A delivery that cannot claim its job because the database is unreachable is sent again
+# after about this many seconds (never acknowledged as done, no retry counted).
+JOB_INFRA_RETRY_DELAY = env_float("ACCESSHIVE_JOB_INFRA_RETRY_DELAY", 5.0)
+# Every worker refreshes a key in Redis every 2 s; one silent this long is dead, and the jobs
+# its attempts were running are recovered at once (beat checks every JOB_RECOVER_INTERVAL s).
+WORKER_LOST_AFTER = env_int("ACCESSHIVE_WORKER_LOST_AFTER", 15)
+JOB_RECOVER_INTERVAL = env_int("ACCESSHIVE_JOB_RECOVER_INTERVAL", 5)
 JOB_PAGE_SIZE = env_int("ACCESSHIVE_JOB_PAGE_SIZE", 50)
 IDENTITY_PAGE_SIZE = env_int("ACCESSHIVE_IDENTITY_PAGE_SIZE", 50)
 # Retention (manage.py prune_jobs, and beat daily): finished jobs older than this many days
@@ -347,8 +356,9 @@ def rate_limits(name: str, defaults: dict[str, str]) -> dict[str, tuple[float, i
 # console, other tools and the other calls a customer makes under the same quota.
 RATE_LIMITS = rate_limits("ACCESSHIVE_RATE_LIMITS", {"google_workspace": "10/5"})
 # A job waits for its turn inside the attempt up to this long; a longer wait sends the job
-# back to its queue for later (no retry counted). Kept well inside the attempt's time limit.
-RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 5.0), JOB_TIMEOUT / 4)
+# back to its queue until its turn (no retry counted), so it does not hold a pool slot while
+# other platforms' jobs wait. Kept well inside the attempt's time limit.
+RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 0.5), JOB_TIMEOUT / 4)
 
 # --- Imports ---------------------------------------------------------------------------------
 # The largest CSV an admin may upload, and the most rows it may hold.
@@ -454,6 +464,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # CELERY_RESULT_EXPIRES), because the django-db result backend cannot expire rows by itself.
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": float(JOB_SWEEP_INTERVAL)},
+    "jobs-recover-lost": {
+        "task": "jobs.recover_lost",
+        "schedule": float(JOB_RECOVER_INTERVAL),
+        # A check missed is replaced by the next one: never let them pile up in a queue.
+        "options": {"expires": float(JOB_RECOVER_INTERVAL)},
+    },
     "jobs-prune": {"task": "jobs.prune", "schedule": crontab(minute="30", hour="3")},
     "pam-expire-sessions": {"task": "pam.expire_sessions", "schedule": float(PAM_EXPIRY_INTERVAL)},
     "directory-schedule": {
@@ -465,6 +481,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(AUDIT_SCHEDULE_INTERVAL),
     },
 }
+# Beat records a heartbeat on every tick (ops.beat); ticks come at least this often (seconds).
+CELERY_BEAT_SCHEDULER = "ops.beat:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 # Keep the worker's database connection between tasks instead of reconnecting per task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 
@@ -501,3 +520,10 @@ WORKER_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE", 60)
 
 # Every form is drawn by templates/forms/ (label, input, help and errors aligned).
 FORM_RENDERER = "web.forms.FormRenderer"
+# /healthz and /metrics call the system degraded when a job has been due longer than this
+# (seconds) without a worker taking it, or when beat's heartbeat is older than its max age.
+HEALTH_MAX_JOB_DELAY = env_int("ACCESSHIVE_HEALTH_MAX_JOB_DELAY", 300)
+BEAT_HEARTBEAT_FILE = Path(
+    os.environ.get("ACCESSHIVE_BEAT_HEARTBEAT_FILE", VAR_DIR / "beat-heartbeat")
+)
+BEAT_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_BEAT_HEARTBEAT_MAX_AGE", 60)

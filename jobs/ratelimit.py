@@ -1,9 +1,11 @@
 """Per-platform rate limits shared by every worker: token buckets in Redis, one Lua script.
 
 A caller takes one token per outside call. A token that frees up within
-settings.RATE_LIMIT_MAX_WAIT is reserved and the caller sleeps until its moment; a longer wait
-raises RateLimited, which the runner turns into "back to the queue for later" without counting
-a retry. Without Redis (`make run`'s filesystem broker) each process keeps its own buckets, so
+settings.RATE_LIMIT_MAX_WAIT (half a second) is reserved and the caller sleeps until its moment;
+a longer wait raises RateLimited with the caller's place in line, which the runner turns into
+"back to the queue until then" without counting a retry. So a job waiting for its platform's
+quota never holds a pool slot for long, and other platforms' jobs run meanwhile. Without Redis
+(`make run`'s filesystem broker) each process keeps its own buckets, so
 a worker with N pool processes may reach N times the rate.
 """
 
@@ -49,11 +51,23 @@ if tokens < 1 then
   wait = (1 - tokens) / rate
 end
 if wait > max_wait then
-  return {0, tostring(wait)}
+  -- Refused callers line up: each is told a later moment, 1/rate after the one before, so
+  -- jobs put back in their queue come back one by one at the bucket's pace, not all at once.
+  local queued = tonumber(redis.call('HGET', KEYS[1], 'queued_until')) or 0
+  local slot = math.max(queued, now + wait)
+  redis.call('HSET', KEYS[1], 'queued_until', tostring(slot + 1 / rate))
+  local ttl = math.ceil((slot + 1 / rate - now) * 1000) + 1000
+  if redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+  return {0, tostring(slot - now)}
 end
 tokens = tokens - 1
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+local refill = math.ceil((burst - tokens) / rate * 1000) + 1000
+if redis.call('PTTL', KEYS[1]) < refill then
+  redis.call('PEXPIRE', KEYS[1], refill)
+end
 return {1, tostring(wait)}
 """
 

@@ -4,23 +4,34 @@ import json
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobs import context, lifecycle, metrics, registry, routing, services
+from jobs import connections, context, delivery, lifecycle, metrics, registry, routing, services
 from jobs.errors import PermanentError, RateLimited, TransientError
 from jobs.models import AttemptOutcome, JobAttempt
 
 log = logging.getLogger(__name__)
 
 
+class NotClaimed(Exception):
+    """The delivery could not claim its job because the database is unreachable: nothing
+    ran, and the message must go back rather than be acknowledged (jobs.tasks.postpone)."""
+
+
 def execute(
     job_id: int, *, task_id: str, retries: int, max_retries: int, worker: str
 ) -> dict[str, Any]:
-    attempt = lifecycle.start_attempt(job_id, task_id=task_id, retries=retries, worker=worker)
+    try:
+        attempt = lifecycle.start_attempt(job_id, task_id=task_id, retries=retries, worker=worker)
+    except connections.INFRASTRUCTURE_ERRORS as exc:
+        connections.drop_unusable()
+        raise NotClaimed(f"Could not claim job {job_id}: {type(exc).__name__}") from exc
+    # Only now: had the marker gone first, the sweeper could take the job for lost meanwhile.
+    delivery.unmark(task_id)
     if attempt is None:
         log.info(
             "jobs.delivery.ignored",
@@ -56,6 +67,8 @@ def run_attempt(attempt: JobAttempt, *, retries: int, max_retries: int) -> dict[
         result = json.loads(json.dumps(result, cls=DjangoJSONEncoder))
     except RateLimited as exc:
         return defer(attempt, exc)
+    except connections.INFRASTRUCTURE_ERRORS as exc:
+        infrastructure_failed(attempt, exc, will_retry=will_retry, started=started)
     except SoftTimeLimitExceeded as exc:
         message = f"Attempt timed out after {routing.time_limits_for(job.job_type)[0]} s"
         lifecycle.fail_attempt(attempt, exc, will_retry=will_retry, timed_out=True, message=message)
@@ -73,10 +86,31 @@ def run_attempt(attempt: JobAttempt, *, retries: int, max_retries: int) -> dict[
         finished(attempt, AttemptOutcome.FAILED, started)
         log.error("jobs.attempt.failed", extra={"will_retry": False})
         raise
-    lifecycle.complete_attempt(attempt, result)
+    try:
+        lifecycle.complete_attempt(attempt, result)
+    except connections.INFRASTRUCTURE_ERRORS as exc:
+        # The work is done but not recorded: the retry runs the (idempotent) handler again.
+        infrastructure_failed(attempt, exc, will_retry=will_retry, started=started)
     finished(attempt, AttemptOutcome.SUCCEEDED, started)
     log.info("jobs.attempt.succeeded")
     return {"job_id": job.pk, "status": "completed"}
+
+
+def infrastructure_failed(
+    attempt: JobAttempt, exc: Exception, *, will_retry: bool, started: float
+) -> NoReturn:
+    """The database failed under a claimed attempt: a transient failure, never a permanent
+    one. Record it if the database lets us; if not, the retry's message (one more retry
+    than the job row shows) finds the attempt still running and takes over from it."""
+    connections.drop_unusable()
+    try:
+        lifecycle.fail_attempt(attempt, exc, will_retry=will_retry)
+    except connections.INFRASTRUCTURE_ERRORS:
+        connections.drop_unusable()
+        log.warning("jobs.attempt.unrecorded", extra={"error": type(exc).__name__})
+    finished(attempt, AttemptOutcome.FAILED, started)
+    log.warning("jobs.attempt.failed", extra={"will_retry": will_retry, "cause": "database"})
+    raise TransientError(f"The database was unreachable: {type(exc).__name__}") from exc
 
 
 def finished(attempt: JobAttempt, outcome: str, started: float) -> None:
@@ -84,10 +118,10 @@ def finished(attempt: JobAttempt, outcome: str, started: float) -> None:
 
 
 def defer(attempt: JobAttempt, exc: RateLimited) -> dict[str, Any]:
-    """Put a job that must wait for its rate limit back in its queue: no retry counted, no
-    failed attempt recorded. The spread keeps deferred jobs from all coming back at once."""
+    """Put a job that must wait for its rate limit back in its queue until its place in line
+    (exc.retry_after): no retry counted, no failed attempt recorded, no pool slot held."""
     job = attempt.job
-    delay = exc.retry_after + random.uniform(0, max(1.0, settings.RATE_LIMIT_MAX_WAIT))  # noqa: S311
+    delay = exc.retry_after + random.uniform(0, max(0.1, settings.RATE_LIMIT_MAX_WAIT))  # noqa: S311
     again = lifecycle.defer_attempt(attempt, delay=delay)
     if again is None:
         return {"job_id": job.pk, "ignored": "attempt superseded"}

@@ -10,8 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import lifecycle, metrics, routing, services
+from jobs import delivery, lifecycle, metrics, routing, services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
+from jobs.workers import live_workers
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +20,46 @@ log = logging.getLogger(__name__)
 def sweep() -> dict[str, int]:
     now = timezone.now()
     grace = timedelta(seconds=settings.JOB_SWEEP_GRACE)
-    undelivered = Job.objects.filter(
+    overdue = Job.objects.filter(
         status__in=(JobStatus.PENDING, JobStatus.RETRYING), dispatched_at__lt=now - grace
-    ).values_list("pk", flat=True)
+    ).values_list("pk", "celery_task_id")[:1000]
+    undelivered, waiting = lost_messages([(pk, str(task_id)) for pk, task_id in overdue])
     # Candidates by the shortest hard limit; recover() checks each job against its type's own.
     abandoned = Job.objects.filter(
         status=JobStatus.RUNNING,
         attempt_started_at__lt=now - grace - timedelta(seconds=settings.JOB_HARD_TIMEOUT),
     ).values_list("pk", flat=True)
-    resent = sum(resend(job_id, cutoff=now - grace) for job_id in undelivered[:1000])
+    resent = sum(resend(job_id, cutoff=now - grace) for job_id in undelivered)
     recovered = sum(recover(job_id, now=now, grace=grace) for job_id in abandoned[:1000])
     if resent or recovered:
-        log.warning("jobs.sweep", extra={"resent": resent, "recovered": recovered})
-    return {"resent": resent, "recovered": recovered}
+        log.warning(
+            "jobs.sweep", extra={"resent": resent, "recovered": recovered, "waiting": waiting}
+        )
+    return {"resent": resent, "recovered": recovered, "waiting": waiting}
+
+
+def lost_messages(overdue: list[tuple[int, str]]) -> tuple[list[int], int]:
+    """(the overdue jobs whose message is gone, how many are overdue but still in the broker).
+
+    A message is gone when its marker is (a flush, a restart without persistence) or when the
+    worker holding it is dead. Without markers every overdue job counts as gone.
+    """
+    markers = delivery.where([task_id for _, task_id in overdue])
+    if markers is None:
+        return [job_id for job_id, _ in overdue], 0
+    holders = {w for w in markers.values() if w is not None and w != delivery.QUEUED}
+    alive = live_workers(holders) if holders else set()
+    lost = [
+        job_id
+        for job_id, task_id in overdue
+        if markers[task_id] is None
+        or (
+            markers[task_id] != delivery.QUEUED
+            and alive is not None
+            and markers[task_id] not in alive
+        )
+    ]
+    return lost, len(overdue) - len(lost)
 
 
 def resend(job_id: int, *, cutoff: object) -> bool:
@@ -57,9 +85,45 @@ def resend(job_id: int, *, cutoff: object) -> bool:
     return True
 
 
-def recover(job_id: int, *, now: object, grace: timedelta) -> bool:
-    """A job still running long past the hard time limit lost its worker: count the attempt
-    as lost, then retry it if its budget allows, else fail it."""
+def recover_lost() -> int:
+    """Recover at once the running jobs whose attempt's worker stopped beating (jobs.workers'
+    keys in Redis): seconds after a worker dies, instead of its jobs' hard time limit later.
+
+    Still exactly once in effect: recover() moves only the attempt it saw, so a worker that
+    was merely slow finds its attempt superseded and its result is not recorded.
+    """
+    running = dict(
+        Job.objects.filter(status=JobStatus.RUNNING).values_list("pk", "attempt_count")[:1000]
+    )
+    if not running:
+        return 0
+    attempts = [
+        (job_id, number, worker)
+        for job_id, number, worker, started in JobAttempt.objects.filter(
+            job_id__in=running, outcome=AttemptOutcome.RUNNING
+        ).values_list("job_id", "number", "worker", "started_at")
+        if worker
+        and running.get(job_id) == number
+        and started < timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    ]
+    alive = live_workers({worker for _, _, worker in attempts})
+    if alive is None:
+        return 0
+    recovered = sum(
+        recover(job_id, now=timezone.now(), grace=timedelta(0), dead_attempt=number)
+        for job_id, number, worker in attempts
+        if worker not in alive
+    )
+    if recovered:
+        log.warning("jobs.recover_lost", extra={"recovered": recovered})
+    return recovered
+
+
+def recover(job_id: int, *, now: object, grace: timedelta, dead_attempt: int | None = None) -> bool:
+    """A job still running long past the hard time limit, or whose worker is known dead, lost
+    its worker: count the attempt as lost, then retry it if its budget allows, else fail it.
+    ``dead_attempt``: the number of the attempt whose worker is known dead; nothing happens
+    if the job has moved on from it."""
     message = "The worker running this attempt stopped before it finished."
     exc = WorkerLostError(message)
     with transaction.atomic():
@@ -67,7 +131,10 @@ def recover(job_id: int, *, now: object, grace: timedelta) -> bool:
         if job is None or job.status != JobStatus.RUNNING or not job.attempt_started_at:
             return False
         hard_limit = timedelta(seconds=routing.time_limits_for(job.job_type)[1])
-        if job.attempt_started_at >= timezone.now() - grace - hard_limit:
+        if dead_attempt is not None:
+            if job.attempt_count != dead_attempt:
+                return False
+        elif job.attempt_started_at >= timezone.now() - grace - hard_limit:
             return False
         will_retry = job.retries < settings.JOB_MAX_RETRIES
         errors = lifecycle.error_fields(exc, message)

@@ -1,17 +1,25 @@
 """The one Celery task that runs every job type, and the sweeper's and retention's periodic
 tasks."""
 
+import logging
+import random
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
+from celery.exceptions import Ignore, Reject
 from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import context, lifecycle, retention, runner, sweeper
+from jobs import connections, context, delivery, lifecycle, retention, runner, sweeper
 from jobs.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+# Connected here, where every process that sends or runs jobs imports it.
+__all__ = ["delivery"]
 
 
 class JobTask(Task[Any, Any]):
@@ -30,7 +38,11 @@ class JobTask(Task[Any, Any]):
         retries = self.request.retries or 0
         if limit is not None and retries < limit and self.request.args:
             at = eta or timezone.now() + timedelta(seconds=countdown or 0)
-            lifecycle.record_next_attempt(self.request.args[0], retries=retries + 1, at=at)
+            try:
+                lifecycle.record_next_attempt(self.request.args[0], retries=retries + 1, at=at)
+            except connections.INFRASTRUCTURE_ERRORS:
+                # Only the shown due time is lost; the retry's message still goes out.
+                connections.drop_unusable()
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
 
@@ -53,18 +65,44 @@ class JobTask(Task[Any, Any]):
     default_retry_delay=settings.JOB_BACKOFF_BASE,
 )
 def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
-    return runner.execute(
-        job_id,
-        task_id=str(self.request.id),
-        retries=self.request.retries or 0,
-        max_retries=self.max_retries or 0,
-        worker=self.request.hostname or "",
+    try:
+        return runner.execute(
+            job_id,
+            task_id=str(self.request.id),
+            retries=self.request.retries or 0,
+            max_retries=self.max_retries or 0,
+            worker=self.request.hostname or "",
+        )
+    except runner.NotClaimed as exc:
+        postpone(self, exc)
+
+
+def postpone(task: JobTask, exc: Exception) -> NoReturn:
+    """The job could not even be claimed (its database is unreachable): send this very
+    message again (same id, same retry count) after a pause and acknowledge this delivery;
+    if even that fails, hand the message back to the broker. Either way it is not lost, and
+    no retry is counted: the job did not run."""
+    delay = settings.JOB_INFRA_RETRY_DELAY * random.uniform(1.0, 1.5)  # noqa: S311
+    try:
+        task.signature_from_request(task.request, countdown=delay).apply_async()
+    except Exception as publish_error:
+        log.warning("jobs.delivery.requeued", extra={"error": type(publish_error).__name__})
+        raise Reject(exc, requeue=True) from publish_error
+    log.warning(
+        "jobs.delivery.postponed",
+        extra={"delay_seconds": round(delay, 1), "error": type(exc.__cause__ or exc).__name__},
     )
+    raise Ignore()
 
 
 @shared_task(name="jobs.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return sweeper.sweep()
+
+
+@shared_task(name="jobs.recover_lost", ignore_result=True)
+def recover_lost() -> int:
+    return sweeper.recover_lost()
 
 
 @shared_task(name="jobs.prune", ignore_result=True)
@@ -73,6 +111,17 @@ def prune() -> dict[str, int]:
 
 
 _contexts: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def check_database_connections(**kw: Any) -> None:
+    """Every task, run_job and the periodic ones alike, starts on connections that work."""
+    connections.drop_unusable()
+
+
+@task_postrun.connect
+def drop_broken_connections(**kw: Any) -> None:
+    connections.drop_unusable(probe=False)
 
 
 @task_prerun.connect

@@ -1,4 +1,5 @@
-"""The checks behind /healthz: this web process, its database and its broker."""
+"""The checks behind /healthz: this web process, its database and its broker (failures), and
+whether jobs are moving and beat is ticking (degradations)."""
 
 import os
 import time
@@ -8,7 +9,10 @@ from pathlib import Path
 import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from kombu import Connection
+
+from jobs.models import Job, JobStatus
 
 
 def check_database() -> None:
@@ -46,6 +50,46 @@ def check_broker() -> None:
 
 
 CHECKS: dict[str, Callable[[], None]] = {"database": check_database, "broker": check_broker}
+
+
+def oldest_due_job_age() -> float:
+    """Seconds the longest-waiting due job (pending, or retrying past its retry time) has
+    waited for a worker: one index lookup per status (job_active_dispatch)."""
+    now = timezone.now()
+    oldest = [
+        Job.objects.filter(status=status, dispatched_at__lte=now)
+        .order_by("dispatched_at")
+        .values_list("dispatched_at", flat=True)
+        .first()
+        for status in (JobStatus.PENDING, JobStatus.RETRYING)
+    ]
+    waits = [(now - at).total_seconds() for at in oldest if at is not None]
+    return max(waits, default=0.0)
+
+
+def degradations() -> dict[str, str]:
+    """What is wrong although every service answers, by name, each with a reason an operator
+    can act on. Needs the database (call it only when the database check passed)."""
+    from ops.beat import beat_age
+
+    found: dict[str, str] = {}
+    limit = settings.HEALTH_MAX_JOB_DELAY
+    waited = oldest_due_job_age()
+    if waited > limit:
+        found["jobs"] = (
+            f"the oldest due job has waited {waited:.0f} s for a worker (limit {limit} s): "
+            "are the workers running and reaching the database and the broker?"
+        )
+    try:
+        age = beat_age()
+    except redis.RedisError:
+        age = None  # the broker check names Redis already
+    else:
+        beat_limit = settings.BEAT_HEARTBEAT_MAX_AGE
+        if age is None or age > beat_limit:
+            said = "no heartbeat" if age is None else f"last heartbeat {age:.0f} s ago"
+            found["beat"] = f"beat: {said} (limit {beat_limit} s); no sweeps or schedules run"
+    return found
 
 
 def run_checks() -> tuple[bool, dict[str, dict[str, object]]]:

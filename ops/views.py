@@ -15,11 +15,17 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
-    """200 when web, database and broker are all fine, else 503; the body says which."""
+    """503 "fail" when web, database or broker is down; 200 "degraded" with the reasons when
+    they answer but jobs wait too long or beat is silent (this web process can still serve);
+    200 "ok" otherwise. The body says which check."""
     ok, checks = health.run_checks()
-    return JsonResponse(
-        {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
-    )
+    if not ok:
+        return JsonResponse({"status": "fail", "checks": checks}, status=503)
+    reasons = health.degradations()
+    body: dict[str, object] = {"status": "degraded" if reasons else "ok", "checks": checks}
+    if reasons:
+        body["degraded"] = reasons
+    return JsonResponse(body)
 
 
 @never_cache

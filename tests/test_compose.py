@@ -60,10 +60,14 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_JOB_PRUNE_BATCH": "1,000 jobs per delete transaction",
     "ACCESSHIVE_REDIS_URL": "follows CELERY_BROKER_URL (the same Redis)",
     "ACCESSHIVE_TRUSTED_PROXIES": "0: the connection's own address; set it behind a proxy",
-    "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "5 s of waiting inside an attempt",
+    "ACCESSHIVE_RATE_LIMIT_MAX_WAIT": "0.5 s of waiting inside an attempt, then back to the queue",
     "ACCESSHIVE_HEALTH_CHECK_TIMEOUT": "2 s per /healthz check",
     "ACCESSHIVE_WORKER_HEARTBEAT_FILE": "/app/var/worker-heartbeat, one per container",
     "ACCESSHIVE_WORKER_HEARTBEAT_MAX_AGE": "the healthcheck passes --max-age itself",
+    "ACCESSHIVE_BEAT_HEARTBEAT_FILE": "/app/var/beat-heartbeat in the beat container",
+    "ACCESSHIVE_BEAT_HEARTBEAT_MAX_AGE": "the healthcheck passes --max-age itself",
+    "ACCESSHIVE_JOB_INFRA_RETRY_DELAY": "5 s between tries while the database is unreachable",
+    "ACCESSHIVE_JOB_RECOVER_INTERVAL": "beat looks for dead workers' jobs every 5 s",
     "ACCESSHIVE_DIRECTORY_MAX_LEAVER_SHARE": "10%: a safety brake an admin overrides per sync",
     "ACCESSHIVE_DIRECTORY_SYNC_STALE_SECONDS": "15 min without progress means a dead worker",
     "ACCESSHIVE_DIRECTORY_SCHEDULE_INTERVAL": "due syncs are queued within a minute",
@@ -153,6 +157,11 @@ def test_worker_commands(compose, name):
     assert worker[worker.index("-n") + 1].startswith(name.removeprefix("worker-") + "@")
     healthcheck = service(compose, name)["healthcheck"]["test"]
     assert healthcheck[:4] == ["CMD", "python", "manage.py", "check_worker"]
+
+
+def test_beat_health_is_its_heartbeat(compose):
+    healthcheck = service(compose, "beat")["healthcheck"]["test"]
+    assert healthcheck[:4] == ["CMD", "python", "manage.py", "check_beat"]
 
 
 def test_beat_command(compose):

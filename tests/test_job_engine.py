@@ -76,7 +76,7 @@ def test_the_sweeper_resends_only_jobs_overdue_past_the_grace() -> None:
         dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 5)
     )
 
-    assert sweeper.sweep() == {"resent": 1, "recovered": 0}
+    assert sweeper.sweep() == {"resent": 1, "recovered": 0, "waiting": 0}
     overdue.refresh_from_db()
     fresh.refresh_from_db()
     assert overdue.celery_task_id != old_task_id  # the lost message can no longer claim it
@@ -95,7 +95,7 @@ def test_the_sweeper_recovers_a_job_whose_worker_died() -> None:
     )
     Job.objects.filter(pk=job.pk).update(attempt_started_at=long_ago)
 
-    assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+    assert sweeper.sweep() == {"resent": 0, "recovered": 1, "waiting": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.RETRYING
     assert job.retries == 1

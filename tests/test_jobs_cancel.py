@@ -356,7 +356,7 @@ def test_the_sweeper_leaves_a_cancelled_job_failed(sent: list[int]) -> None:
     Job.objects.filter(pk=job.pk).update(
         dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 60)
     )
-    assert sweeper.sweep() == {"resent": 0, "recovered": 0}
+    assert sweeper.sweep() == {"resent": 0, "recovered": 0, "waiting": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert sent == []

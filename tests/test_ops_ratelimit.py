@@ -63,6 +63,18 @@ def test_a_wait_past_the_limit_takes_nothing(broker) -> None:
     assert time.monotonic() - started == pytest.approx(0.5, abs=0.1)
 
 
+def test_refused_callers_are_given_places_in_line_at_the_buckets_pace(broker) -> None:
+    limit = ratelimit.Limit(rate=4, burst=1)
+    ratelimit.acquire("test:line", limit, max_wait=0)  # the burst token
+    told = []
+    for _ in range(4):
+        with pytest.raises(RateLimited) as raised:
+            ratelimit.acquire("test:line", limit, max_wait=0.1)
+        told.append(raised.value.retry_after)
+    # One after another, a quarter second apart: deferred jobs come back one by one.
+    assert told == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=0.03)
+
+
 def test_buckets_are_separate_per_key(broker) -> None:
     limit = ratelimit.Limit(rate=1, burst=1)
     assert ratelimit.take("google_workspace:1", limit, 0)[0]

@@ -122,7 +122,8 @@ def test_beat_prunes_daily_and_cleans_up_celery_results(tmp_path) -> None:
     # Celery's beat adds its own daily result cleanup because the django-db backend cannot
     # expire rows by itself; check that it really does with our settings.
     assert app.conf.result_expires == 7 * 24 * 3600
-    assert app.conf.beat_scheduler == "celery.beat:PersistentScheduler"
+    # Celery's own scheduler, plus a heartbeat per tick (ops.beat).
+    assert app.conf.beat_scheduler == "ops.beat:HeartbeatScheduler"
     scheduler = PersistentScheduler(app, schedule_filename=str(tmp_path / "beat"), lazy=True)
     scheduler.setup_schedule()
     try:

@@ -101,9 +101,14 @@ def test_check_worker_follows_the_heartbeat(broker) -> None:
         before = heartbeat.stat().st_mtime
         time.sleep(2.5)  # Celery's event heartbeat comes every 2 s
         assert heartbeat.stat().st_mtime > before
+        # A pool process reached the database and the broker (it checks every 2 s).
+        wait_for(
+            lambda: (Path(worker.var_dir) / "worker-heartbeat.pool").exists(), 10, "pool", worker
+        )
         alive = check_worker(worker.var_dir)
         assert alive.returncode == 0, alive.stderr
         assert "alive" in alive.stdout
+        assert "pool reached the database and the broker" in alive.stdout
     finally:
         worker.stop()
     assert not heartbeat.exists()  # a warm shutdown says goodbye
@@ -119,5 +124,13 @@ def test_check_worker_fails_on_a_stale_heartbeat(tmp_path) -> None:
     result = check_worker(str(tmp_path), "--file", str(stale), "--max-age", "60")
     assert result.returncode == 1
     assert re.search(r"last heartbeat 12\d s ago \(limit 60 s\)", result.stderr), result.stderr
+    no_pool = check_worker(str(tmp_path), "--file", str(stale), "--max-age", "300")
+    assert no_pool.returncode == 1
+    assert "no pool process has reached the database" in no_pool.stderr
+    pool = tmp_path / "heartbeat.pool"
+    pool.touch()
+    os.utime(pool, (time.time() - 90, time.time() - 90))
+    stuck = check_worker(str(tmp_path), "--file", str(stale), "--max-age", "60")
+    assert stuck.returncode == 1
     fresh = check_worker(str(tmp_path), "--file", str(stale), "--max-age", "300")
-    assert fresh.returncode == 0
+    assert fresh.returncode == 0, fresh.stderr

@@ -1,0 +1,79 @@
+"""Where each job message is, as far as the sweeper needs to know: a marker per message id in
+the broker's Redis, "queued" once published, the worker's name once a worker holds it, gone
+once its delivery has claimed the job (or found itself stale): never a moment when the job is
+still waiting and its marker already gone. A flush or a restart without persistence removes
+markers with the messages, so the sweeper can tell a message that is lost from one that is
+merely waiting in a long queue.
+"""
+
+import logging
+from typing import Any
+
+import redis
+from celery.signals import after_task_publish, task_received
+from django.conf import settings
+
+from jobs import shared_redis
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "accesshive:message:"
+QUEUED = "queued"
+TASK = "jobs.run_job"
+
+
+def tracked() -> "redis.Redis[bytes] | None":
+    """The client to read and write markers with, or None when they would not tell the truth:
+    no Redis, or a Redis other than the broker's (its flush would not take markers along)."""
+    if settings.REDIS_URL != settings.CELERY_BROKER_URL:
+        return None
+    return shared_redis.client()
+
+
+def mark(task_id: str, where: str) -> None:
+    client = tracked()
+    if client is None:
+        return
+    try:
+        client.set(KEY_PREFIX + task_id, where, ex=settings.CELERY_VISIBILITY_TIMEOUT)
+    except redis.RedisError as exc:
+        # Without its marker a message looks lost, and the worst that follows is a re-send
+        # whose stale copy is ignored.
+        log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
+
+
+def unmark(task_id: str) -> None:
+    client = tracked()
+    if client is None:
+        return
+    try:
+        client.delete(KEY_PREFIX + task_id)
+    except redis.RedisError as exc:
+        log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
+
+
+def where(task_ids: list[str]) -> dict[str, str | None] | None:
+    """Each message's marker ("queued", a worker's name, or None: not in the broker); None
+    when markers are not kept here."""
+    client = tracked()
+    if client is None:
+        return None
+    found = client.mget([KEY_PREFIX + task_id for task_id in task_ids]) if task_ids else []
+    return {
+        task_id: value.decode() if value is not None else None
+        for task_id, value in zip(task_ids, found, strict=True)
+    }
+
+
+@after_task_publish.connect
+def published(sender: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> None:
+    if sender == TASK and headers and headers.get("id"):
+        mark(str(headers["id"]), QUEUED)
+
+
+@task_received.connect
+def received(request: Any = None, **kw: Any) -> None:
+    """In the worker's main process, when it takes a message (to run, or to hold until its
+    countdown ends)."""
+    if request is not None and request.name == TASK:
+        mark(str(request.id), str(request.hostname))

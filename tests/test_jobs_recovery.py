@@ -1,0 +1,95 @@
+"""The sweeper and the dead-worker check on the real PostgreSQL and Redis: a job whose message
+waits in the broker is not re-sent, one whose message is gone (or held by a dead worker) is;
+a running job whose worker stopped beating is recovered at once, one whose worker beats is not;
+and nobody is judged dead just after Redis lost its keys."""
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import redis
+from django.utils import timezone
+
+from jobs import delivery, lifecycle, services, sweeper, workers
+from jobs.models import AttemptOutcome, Job, JobStatus, JobType
+from tests.conftest import require_services
+from tests.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def broker(settings) -> Iterator["redis.Redis[bytes]"]:
+    require_services("postgres", "redis")
+    settings.WORKER_LOST_AFTER = 15
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def overdue(broker: "redis.Redis[bytes]", marker: str | None) -> Job:
+    job = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(seconds=3600))
+    if marker is not None:
+        delivery.mark(str(job.celery_task_id), marker)
+    return job
+
+
+def settled_epoch(broker: "redis.Redis[bytes]") -> None:
+    """Worker keys have been written for longer than WORKER_LOST_AFTER."""
+    broker.set(workers.EPOCH_KEY, repr(time.time() - 60))
+
+
+def test_only_jobs_whose_message_is_gone_are_resent(broker) -> None:
+    settled_epoch(broker)
+    workers.announce_alive("alive@host")
+    queued = overdue(broker, delivery.QUEUED)
+    held_alive = overdue(broker, "alive@host")
+    held_dead = overdue(broker, "dead@host")
+    flushed = overdue(broker, None)
+
+    assert sweeper.sweep() == {"resent": 2, "recovered": 0, "waiting": 2}
+    resent = set(Job.objects.filter(events__isnull=False).values_list("pk", flat=True))
+    assert resent == {held_dead.pk, flushed.pk}
+    assert queued.pk not in resent
+    assert held_alive.pk not in resent
+
+
+def claim(worker: str, seconds_ago: float) -> Job:
+    job = services.enqueue(JobType.REMEDIATION)
+    attempt = lifecycle.start_attempt(
+        job.pk, task_id=str(job.celery_task_id), retries=0, worker=worker
+    )
+    assert attempt is not None
+    started = timezone.now() - timedelta(seconds=seconds_ago)
+    type(attempt).objects.filter(pk=attempt.pk).update(started_at=started)
+    Job.objects.filter(pk=job.pk).update(attempt_started_at=started)
+    return job
+
+
+def test_a_dead_workers_running_jobs_are_recovered_at_once(broker) -> None:
+    settled_epoch(broker)
+    workers.announce_alive("alive@host")
+    on_dead = claim("dead@host", seconds_ago=20)
+    on_alive = claim("alive@host", seconds_ago=20)
+    just_claimed = claim("dead@host", seconds_ago=1)  # younger than WORKER_LOST_AFTER
+
+    assert sweeper.recover_lost() == 1
+    on_dead.refresh_from_db()
+    assert on_dead.status == JobStatus.RETRYING
+    assert [a.outcome for a in on_dead.attempts.all()] == [AttemptOutcome.LOST]
+    assert Job.objects.get(pk=on_alive.pk).status == JobStatus.RUNNING
+    assert Job.objects.get(pk=just_claimed.pk).status == JobStatus.RUNNING
+
+
+def test_no_worker_is_judged_dead_just_after_redis_lost_its_keys(broker) -> None:
+    claim("dead@host", seconds_ago=60)
+    assert workers.live_workers({"dead@host"}) is None  # no epoch: just flushed
+    workers.announce_alive("other@host")  # the first heartbeat after the flush
+    assert workers.live_workers({"dead@host"}) is None  # still younger than 15 s
+    assert sweeper.recover_lost() == 0
+    settled_epoch(broker)
+    assert workers.live_workers({"dead@host", "other@host"}) == {"other@host"}
+    assert sweeper.recover_lost() == 1
