@@ -1,15 +1,20 @@
-"""The directory JSON API (/api/v1/directory/): sources with their latest run's progress,
-starting a sync, and the joiner/mover/leaver events; session or bearer-token auth."""
+"""The directory API (/api/v1/directory/): sources with their latest run's progress, starting
+a sync, and the joiner/mover/leaver events."""
 
-import json
+from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest
 from django.urls import reverse
+from ninja import Query, Router, Schema
+from pydantic import Field
 
 from directory import queries, services
-from directory.models import DirectoryEvent, IdentitySource, SyncRun
-from jobs.api import endpoint, error
+from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
+from web.api.auth import allowed
+from web.api.paging import BEFORE_DESCRIPTION
+from web.api.problems import ApiError, Problem, not_found
+from web.api.types import Id
 
 VIEW_SOURCE = "directory.view_identitysource"
 SYNC_SOURCE = "directory.sync_identitysource"
@@ -54,36 +59,121 @@ def source_data(request: HttpRequest, source: IdentitySource) -> dict[str, Any]:
     }
 
 
-@endpoint("GET", VIEW_SOURCE)
-def source_collection(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"results": [source_data(request, s) for s in queries.list_sources()]})
+router = Router(tags=["directory"])
+ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-@endpoint("GET", VIEW_SOURCE)
-def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
+class Run(Schema):
+    id: int
+    status: SyncRun.Status
+    phase: str
+    job: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    pages_read: int
+    users_read: int
+    groups_read: int
+    memberships_read: int
+    joiners: int
+    movers: int
+    leavers: int
+    errors: int
+    message: str
+
+
+class Source(Schema):
+    id: int
+    name: str
+    kind: IdentitySource.Kind
+    enabled: bool
+    sync_interval_minutes: int
+    next_sync_at: datetime | None
+    last_synced_at: datetime | None
+    bind_password_stored: bool
+    last_run: Run | None
+    url: str
+
+
+class SourceList(Schema):
+    results: list[Source]
+
+
+class SyncRequest(Schema):
+    model_config = {"extra": "forbid"}
+    force: bool = Field(False, description="Override the safety brake for this one sync")
+
+
+class SyncRefused(Problem):
+    job: int = Field(description="The sync already queued")
+
+
+class SyncQueued(Schema):
+    job: int
+    status: str
+
+
+class Event(Schema):
+    id: int
+    source: int
+    kind: EventKind
+    user: str
+    status: DirectoryEvent.Status
+    job: int | None
+    created_at: datetime
+
+
+class EventPage(Schema):
+    results: list[Event]
+    next_before: int | None = Field(description="Pass as `before` for the next page")
+
+
+class EventQuery(Schema):
+    source: Id | None = Field(None, description="A source id")
+    kind: EventKind | None = None
+    before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
+
+
+def get_or_404(source_id: int) -> IdentitySource:
     source = queries.get_source(source_id)
     if source is None:
-        return error(404, "no such directory source")
-    return JsonResponse(source_data(request, source))
+        raise not_found("directory source", source_id)
+    return source
 
 
-@endpoint("POST", VIEW_SOURCE, SYNC_SOURCE)
-def source_sync(request: HttpRequest, source_id: int) -> HttpResponse:
-    """Queue a sync; {"force": true} overrides the safety brake for this one."""
-    source = queries.get_source(source_id)
-    if source is None:
-        return error(404, "no such directory source")
+@router.get(
+    "directory/sources/", response={200: SourceList, **ERRORS}, auth=allowed(VIEW_SOURCE)
+)
+def list_sources(request: HttpRequest) -> dict[str, Any]:
+    """Every directory source with its latest run."""
+    return {"results": [source_data(request, s) for s in queries.list_sources()]}
+
+
+@router.get(
+    "directory/sources/{int:source_id}/",
+    response={200: Source, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_SOURCE),
+)
+def get_source(request: HttpRequest, source_id: Id) -> dict[str, Any]:
+    """One source and its latest run's progress."""
+    return source_data(request, get_or_404(source_id))
+
+
+@router.post(
+    "directory/sources/{int:source_id}/sync/",
+    response={202: SyncQueued, 404: Problem, 409: SyncRefused, **ERRORS},
+    auth=allowed(VIEW_SOURCE, SYNC_SOURCE),
+)
+def sync_source(
+    request: HttpRequest, source_id: Id, body: SyncRequest | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Sync now: queue a sync of the source (the page's "Sync now")."""
+    source = get_or_404(source_id)
+    force = body.force if body else False
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        return error(400, "the body is not JSON")
-    if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
-        return error(400, 'the body is {"force": true|false}')
-    try:
-        job = services.request_sync(source, actor=request.user, force=body.get("force", False))
+        job = services.request_sync(source, actor=request.user, force=force)
     except services.SyncAlreadyQueued as exc:
-        return error(409, str(exc), job=exc.job.pk)
-    return JsonResponse({"job": job.pk, "status": job.status}, status=202)
+        raise ApiError(409, str(exc), job=exc.job.pk) from None
+    return 202, {"job": job.pk, "status": job.status}
 
 
 def event_data(event: DirectoryEvent) -> dict[str, Any]:
@@ -98,17 +188,16 @@ def event_data(event: DirectoryEvent) -> dict[str, Any]:
     }
 
 
-@endpoint("GET", VIEW_EVENT)
-def event_collection(request: HttpRequest) -> HttpResponse:
-    raw_source, raw_before = request.GET.get("source", ""), request.GET.get("before", "")
-    source = queries.get_source(int(raw_source)) if raw_source.isdigit() else None
-    if raw_source and source is None:
-        return error(400, "no such directory source")
+@router.get("directory/events/", response={200: EventPage, **ERRORS}, auth=allowed(VIEW_EVENT))
+def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict[str, Any]:
+    """Joiner, mover and leaver events, newest first."""
+    source = None
+    if query.source is not None:
+        source = queries.get_source(query.source)
+        if source is None:
+            message = f"no directory source with id {query.source}"
+            raise ApiError(400, message, {"source": [message]})
     page = queries.list_events(
-        source=source,
-        kind=queries.parse_kind(request.GET.get("kind")),
-        before=int(raw_before) if raw_before.isdigit() else None,
+        source=source, kind=query.kind.value if query.kind else "", before=query.before
     )
-    return JsonResponse(
-        {"results": [event_data(e) for e in page.events], "next_before": page.next_before}
-    )
+    return {"results": [event_data(e) for e in page.events], "next_before": page.next_before}

@@ -10,6 +10,7 @@ from django.db import models, transaction
 
 from jobs import lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.queries import JobFilters, list_job_ids
 from trail.services import record
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 SECRET_KEY_PATTERN = re.compile(
     r"pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential(?!_ref)", re.I
 )
+
+
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING)
 
 
 class InvalidJobError(ValueError):
@@ -111,6 +115,35 @@ def cancel_job(job_id: int, *, actor: Any) -> Job:
             attempt=job.attempt_count + 1,
         )
     return job
+
+
+def retry_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
+    """Retry up to ``limit`` failed jobs matching the list's filters, each in its own
+    transaction; one trail entry records the bulk action and how many were retried."""
+    retried = []
+    for job_id in list_job_ids(filters, statuses=(JobStatus.FAILED,), limit=limit):
+        with transaction.atomic():
+            if lifecycle.reset_for_retry(job_id, actor=actor):
+                send_on_commit(Job.objects.get(pk=job_id))
+                retried.append(job_id)
+    record("jobs.bulk_retried", actor=actor, count=len(retried), **_trail_filters(filters))
+    return retried
+
+
+def cancel_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
+    """Cancel up to ``limit`` pending or retrying jobs matching the list's filters, each in
+    its own transaction; one trail entry records the bulk action and the count."""
+    cancelled = [
+        job_id
+        for job_id in list_job_ids(filters, statuses=CANCELLABLE, limit=limit)
+        if lifecycle.cancel(job_id, actor=actor) is not None
+    ]
+    record("jobs.bulk_cancelled", actor=actor, count=len(cancelled), **_trail_filters(filters))
+    return cancelled
+
+
+def _trail_filters(filters: JobFilters) -> dict[str, str]:
+    return {f"filter_{key}": value for key, value in filters.as_query().items()}
 
 
 def trail_label(job: Job) -> str:
