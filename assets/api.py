@@ -41,7 +41,7 @@ router = Router(tags=["assets"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class PlatformRef(Schema):
+class AssetPlatform(Schema):
     id: int
     name: str
 
@@ -49,7 +49,7 @@ class PlatformRef(Schema):
 class AssetOut(Schema):
     id: int
     url: str
-    platform: PlatformRef
+    platform: AssetPlatform
     kind: AssetKind
     kind_label: str
     external_id: str

@@ -83,12 +83,12 @@ Application = Annotated[
 ]
 
 
-class PlatformRef(Schema):
+class AuditPlatform(Schema):
     id: int
     name: str
 
 
-class Actor(Schema):
+class AuditActor(Schema):
     email: str | None
     profile_id: str | None
     caller_type: str | None
@@ -100,15 +100,15 @@ class GoogleId(Schema):
     event_index: int
 
 
-class EventOut(Schema):
+class AuditEventOut(Schema):
     id: int
     url: str
     time: dt.datetime
-    platform: PlatformRef
+    platform: AuditPlatform
     application: str
     event_name: str
     event_type: str
-    actor: Actor
+    actor: AuditActor
     ip_address: str | None
     google_id: GoogleId
     malformed: bool
@@ -116,23 +116,23 @@ class EventOut(Schema):
     parameters: Any
 
 
-class Sibling(Schema):
+class ActivitySibling(Schema):
     id: int
     event_index: int
     event_name: str
 
 
-class EventDetail(EventOut):
+class AuditEventDetail(AuditEventOut):
     problems: Any
-    activity_events: list[Sibling]
+    activity_events: list[ActivitySibling]
 
 
-class EventPage(Schema):
-    results: list[EventOut]
+class AuditEventPage(Schema):
+    results: list[AuditEventOut]
     next: str | None
 
 
-class EventQuery(Schema):
+class AuditEventQuery(Schema):
     platform: Id | None = Field(None, description="A platform id")
     actor: Line | None = Field(None, description="The actor's email address")
     application: Application | None = None
@@ -142,8 +142,8 @@ class EventQuery(Schema):
     before: AuditCursor | None = None
 
 
-@router.get("audit-events/", response={200: EventPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
-def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict[str, Any]:
+@router.get("audit-events/", response={200: AuditEventPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
+def list_events(request: HttpRequest, query: Query[AuditEventQuery]) -> dict[str, Any]:
     """Google Workspace audit events newest first, filtered like the audit log page."""
     params = as_params(query)
     filters = queries.parse_filters(params)
@@ -158,7 +158,7 @@ def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict[str, Any
 
 @router.get(
     "audit-events/{int:event_id}/",
-    response={200: EventDetail, 404: Problem, **ERRORS},
+    response={200: AuditEventDetail, 404: Problem, **ERRORS},
     auth=allowed(VIEW_PERMISSION),
 )
 def get_event(request: HttpRequest, event_id: Id) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION
 from web.api.problems import ApiError, Problem, not_found
-from web.api.types import Id
+from web.api.types import Id, one_of
 
 VIEW_SOURCE = "directory.view_identitysource"
 SYNC_SOURCE = "directory.sync_identitysource"
@@ -63,9 +63,9 @@ router = Router(tags=["directory"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class Run(Schema):
+class SyncRunOut(Schema):
     id: int
-    status: SyncRun.Status
+    status: one_of(SyncRun.Status.values)  # type: ignore[valid-type]
     phase: str
     job: int | None
     started_at: datetime
@@ -81,21 +81,21 @@ class Run(Schema):
     message: str
 
 
-class Source(Schema):
+class DirectorySource(Schema):
     id: int
     name: str
-    kind: IdentitySource.Kind
+    kind: one_of(IdentitySource.Kind.values)  # type: ignore[valid-type]
     enabled: bool
     sync_interval_minutes: int
     next_sync_at: datetime | None
     last_synced_at: datetime | None
     bind_password_stored: bool
-    last_run: Run | None
+    last_run: SyncRunOut | None
     url: str
 
 
 class SourceList(Schema):
-    results: list[Source]
+    results: list[DirectorySource]
 
 
 class SyncRequest(Schema):
@@ -112,22 +112,22 @@ class SyncQueued(Schema):
     status: str
 
 
-class Event(Schema):
+class DirectoryEventOut(Schema):
     id: int
     source: int
     kind: EventKind
     user: str
-    status: DirectoryEvent.Status
+    status: one_of(DirectoryEvent.Status.values)  # type: ignore[valid-type]
     job: int | None
     created_at: datetime
 
 
-class EventPage(Schema):
-    results: list[Event]
+class DirectoryEventPage(Schema):
+    results: list[DirectoryEventOut]
     next_before: int | None = Field(description="Pass as `before` for the next page")
 
 
-class EventQuery(Schema):
+class DirectoryEventQuery(Schema):
     source: Id | None = Field(None, description="A source id")
     kind: EventKind | None = None
     before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
@@ -150,7 +150,7 @@ def list_sources(request: HttpRequest) -> dict[str, Any]:
 
 @router.get(
     "directory/sources/{int:source_id}/",
-    response={200: Source, 404: Problem, **ERRORS},
+    response={200: DirectorySource, 404: Problem, **ERRORS},
     auth=allowed(VIEW_SOURCE),
 )
 def get_source(request: HttpRequest, source_id: Id) -> dict[str, Any]:
@@ -188,8 +188,8 @@ def event_data(event: DirectoryEvent) -> dict[str, Any]:
     }
 
 
-@router.get("directory/events/", response={200: EventPage, **ERRORS}, auth=allowed(VIEW_EVENT))
-def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict[str, Any]:
+@router.get("directory/events/", response={200: DirectoryEventPage, **ERRORS}, auth=allowed(VIEW_EVENT))
+def list_events(request: HttpRequest, query: Query[DirectoryEventQuery]) -> dict[str, Any]:
     """Joiner, mover and leaver events, newest first."""
     source = None
     if query.source is not None:

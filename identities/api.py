@@ -165,7 +165,7 @@ router = Router(tags=["identities"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class PlatformRef(Schema):
+class IdentityPlatform(Schema):
     id: int
     name: str
 
@@ -176,7 +176,7 @@ class IdentitySummary(Schema):
     type_label: str
     status: IdentityStatus
     status_label: str
-    platform: PlatformRef
+    platform: IdentityPlatform
     display_name: str
     login: str
     created_at: datetime
@@ -184,7 +184,7 @@ class IdentitySummary(Schema):
     url: str
 
 
-class JobRef(Schema):
+class IdentityJob(Schema):
     id: int
     type: str
     type_label: str
@@ -201,7 +201,7 @@ class IdentityDetail(IdentitySummary):
     idp_user_id: str
     secret_ref: str | None = Field(description="The vault reference; never the secret")
     updated_at: datetime
-    jobs: list[JobRef]
+    jobs: list[IdentityJob]
 
 
 class IdentityPage(Schema):

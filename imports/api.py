@@ -85,7 +85,7 @@ router = Router(tags=["imports"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class JobLink(Schema):
+class ImportJobLink(Schema):
     id: int
     status: str | None
     url: str
@@ -114,7 +114,7 @@ class Batch(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     upload_deleted_at: datetime | None
-    job: JobLink | None
+    job: ImportJobLink | None
     report_url: str
 
 

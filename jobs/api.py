@@ -79,7 +79,7 @@ class Attempt(Schema):
     wait_before_next_seconds: float | None
 
 
-class Event(Schema):
+class JobEventOut(Schema):
     kind: str
     kind_label: str
     at: datetime
@@ -93,7 +93,7 @@ class JobDetail(JobSummary):
     result: Any
     error: JobError | None
     attempts: list[Attempt]
-    events: list[Event]
+    events: list[JobEventOut]
 
 
 class JobPage(Schema):

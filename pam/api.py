@@ -72,21 +72,21 @@ router = Router(tags=["privileged access"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem}
 
 
-class IdentityRef(Schema):
+class CredentialRef(Schema):
     id: int
     login: str
     type: str
     url: str
 
 
-class JobLink(Schema):
+class RotationJobLink(Schema):
     id: int
     url: str
 
 
 class SessionOut(Schema):
     id: int
-    identity: IdentityRef
+    identity: CredentialRef
     holder: str
     reason: str
     started_at: datetime
@@ -95,7 +95,7 @@ class SessionOut(Schema):
     ended_at: datetime | None
     ended_by: str | None
     end_reason: str | None
-    rotation_job: JobLink | None
+    rotation_job: RotationJobLink | None
 
 
 class Revealed(Schema):

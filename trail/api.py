@@ -13,42 +13,41 @@ from trail.models import Source, TrailEntry
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import Problem
-from web.api.types import Id, Line
+from web.api.types import Day, Id, Line
 
 VIEW_PERMISSION = "trail.view_trailentry"
-FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
 
 router = Router(tags=["audit trail"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class ActorOut(Schema):
+class TrailActor(Schema):
     id: int | None
     username: str
 
 
-class Target(Schema):
+class TrailTarget(Schema):
     type: str | None
     id: str | None
     label: str
     url: str | None
 
 
-class Entry(Schema):
+class TrailEntryOut(Schema):
     id: int
     time: dt.datetime
-    actor: ActorOut | None
+    actor: TrailActor | None
     action: str
     action_label: str
-    target: Target | None
+    target: TrailTarget | None
     detail: dict[str, Any]
     source: Source
     source_label: str
     ip: str | None
 
 
-class EntryPage(Schema):
-    results: list[Entry]
+class TrailEntryPage(Schema):
+    results: list[TrailEntryOut]
     next: str | None
 
 
@@ -60,8 +59,8 @@ class TrailQuery(Schema):
     )
     source: Source | None = None
     ip: Line | None = Field(None, description="An IPv4 or IPv6 address")
-    since: dt.date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-    until: dt.date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    since: Day | None = None
+    until: Day | None = None
     before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
 
 
@@ -73,7 +72,7 @@ def entry_data(request: HttpRequest, entry: TrailEntry) -> dict[str, Any]:
     return data
 
 
-@router.get("audit-trail/", response={200: EntryPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
+@router.get("audit-trail/", response={200: TrailEntryPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
 def list_entries(request: HttpRequest, query: Query[TrailQuery]) -> dict[str, Any]:
     """What people and AccessHive did, newest first, filtered like the trail page."""
     filters = queries.parse_filters(as_params(query, "before"))

@@ -63,3 +63,35 @@ Moment = Annotated[
         }
     ),
 ]
+
+
+def one_of(values: list[str], description: str = "") -> Any:
+    """An output field holding one of ``values``, documented inline (a model's nested
+    ``Status`` enums would otherwise share one component name)."""
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    if description:
+        schema["description"] = description
+    return Annotated[str, WithJsonSchema(schema)]
+
+
+def _day(raw: Any) -> dt.date:
+    if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+        return raw
+    text = raw if isinstance(raw, str) else ""
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise PydanticCustomError("invalid_input", "must be a date like 2025-01-31")
+
+
+# A calendar day written YYYY-MM-DD, between 1900-01-01 and 9998-12-31.
+Day = Annotated[
+    dt.date,
+    BeforeValidator(_day),
+    Field(ge=dt.date(1900, 1, 1), le=dt.date(9998, 12, 31)),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "description": "YYYY-MM-DD, 1900 to 9998"}
+    ),
+]

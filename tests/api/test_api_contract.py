@@ -1,0 +1,326 @@
+"""The API as a client meets it: the OpenAPI 3.1 document covers every route, the docs page
+runs from our static files, every refusal is a problem, hostile input is a 400 (never a
+500), bulk retry/cancel act once per job, and Idempotency-Key makes creating POSTs safe to
+repeat."""
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.db import OperationalError
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import ApiToken
+from identities.models import Identity, IdentityType, Platform
+from jobs.models import Job, JobStatus, JobType
+from tests import factories
+from trail.models import TrailEntry
+from web.api.main import api
+from web.models import IdempotencyRecord
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(autouse=True)
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record job messages instead of publishing them, so no test touches a broker."""
+    calls: list[int] = []
+    monkeypatch.setattr("jobs.services.send", lambda job_id, **kwargs: calls.append(job_id))
+    return calls
+
+
+def bearer(user: Any) -> dict[str, str]:
+    _, raw = ApiToken.issue(user, "tests")
+    return {"Authorization": f"Bearer {raw}"}
+
+
+def document(client: Client) -> dict[str, Any]:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"] == PROBLEM
+    body = dict(response.json())
+    assert body["status"] == status
+    assert {"type", "title", "detail", "errors"} <= set(body)
+    return body
+
+
+# --- the document -----------------------------------------------------------------------------
+
+
+def api_routes() -> set[str]:
+    """Every URL pattern under api/v1/ in the URLconf, as OpenAPI paths."""
+    found: set[str] = set()
+
+    def walk(patterns: list[URLPattern | URLResolver], prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif route.startswith("api/v1/") and pattern.name not in {
+                "openapi-json",
+                "openapi-view",
+                "api-root",
+            }:
+                found.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_the_document_is_openapi_3_1_and_lists_every_api_route(client: Client, db: None) -> None:
+    from jsonschema_rs import validator_for  # schemathesis's validator
+
+    doc = document(client)
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == api_routes()
+    operations = [op for item in doc["paths"].values() for op in item.values()]
+    assert len(operations) == 28
+    for operation in operations:
+        statuses = set(operation["responses"])
+        assert {"401", "403"} <= statuses, operation["operationId"]
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert list(response["content"]) == [PROBLEM], (operation["operationId"], status)
+    schemes = doc["components"]["securitySchemes"]
+    assert {scheme["type"] for scheme in schemes.values()} == {"http", "apiKey"}
+    # Every component is a valid JSON Schema (2020-12, as OpenAPI 3.1 uses).
+    for schema in doc["components"]["schemas"].values():
+        validator_for(schema)
+
+
+def test_component_names_are_unique_per_class() -> None:
+    """Two schema classes of one name would silently share one component."""
+    names: dict[str, type] = {}
+    for router in [r for _, r in api._routers]:
+        for path_view in router.path_operations.values():
+            for operation in path_view.operations:
+                for model in operation.response_models.values():
+                    for cls in getattr(model, "__mro__", ()):
+                        if cls.__module__.endswith(".api") and hasattr(cls, "model_fields"):
+                            assert names.setdefault(cls.__name__, cls) is cls, cls.__name__
+
+
+def test_the_docs_page_runs_from_our_static_files_without_inline_script(
+    client: Client, db: None
+) -> None:
+    response = client.get(reverse("api:openapi-view"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "cdn" not in html.lower()
+    scripts = re.findall(r"<script([^>]*)>", html)
+    assert scripts
+    for attributes in scripts:
+        # Either a file of ours, or JSON data (which script-src does not govern).
+        assert "/static/ninja/" in attributes or 'type="application/json"' in attributes
+
+
+def test_the_header_links_the_docs_for_signed_in_users(client: Client, db: None) -> None:
+    client.force_login(factories.make_user("vera", perms=("jobs.view_job",)))
+    page = client.get(reverse("jobs:list")).content.decode()
+    assert f'href="{reverse("api:openapi-view")}"' in page
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def test_unknown_path_and_wrong_method_are_problems(client: Client, db: None) -> None:
+    assert_problem(client.get("/api/v1/nothing-here/"), 404)
+    user = factories.make_user("vera", perms=("jobs.view_job",))
+    response = client.delete(reverse("jobs:api-list"), headers=bearer(user))
+    assert_problem(response, 405)
+    assert "GET" in response["Allow"]
+
+
+def test_an_unknown_token_is_a_problem(client: Client, db: None) -> None:
+    body = assert_problem(
+        client.get(reverse("jobs:api-list"), headers={"Authorization": "Bearer nope"}), 401
+    )
+    assert body["detail"] == "invalid API token"
+
+
+HOSTILE_QUERIES = [
+    ("jobs:api-list", "before", "²"),
+    ("jobs:api-list", "before", str(10**30)),
+    ("jobs:api-list", "before", "-1"),
+    ("jobs:api-list", "created_after", "9999-12-31T23:59:59-23:59"),
+    ("jobs:api-list", "error_class", "a\x00b"),
+    ("identities:api-list", "platform", "١٢"),
+    ("audit:api-list", "actor", "x\x00"),
+    ("audit:api-list", "since", "9999-12-31T23:59:59-23:59"),
+    ("audit:api-list", "before", "99999999999999999999_1"),
+    ("assets:api-list", "q", "\x00"),
+    ("trail:api-list", "until", "9999-12-31"),
+    ("trail:api-list", "actor", "a\x00"),
+    ("policies:api-list", "before", "²"),
+    ("directory:api-events", "source", str(10**30)),
+]
+
+
+@pytest.mark.parametrize(("route", "parameter", "value"), HOSTILE_QUERIES)
+def test_hostile_query_values_are_400_naming_the_parameter(
+    client: Client, db: None, route: str, parameter: str, value: str
+) -> None:
+    admin = factories.make_user("root", superuser=True)
+    response = client.get(reverse(route), {parameter: value}, headers=bearer(admin))
+    body = assert_problem(response, 400)
+    assert parameter in body["errors"]
+    assert value not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("route", "args"),
+    [
+        ("identities:api-list", ()),
+        ("jobs:api-bulk-retry", ()),
+        ("directory:api-sync", ("source",)),
+        ("pam:api-check-out", ("identity",)),
+    ],
+)
+def test_json_nested_10000_deep_is_a_400(client: Client, db: None, route: str, args: tuple) -> None:
+    admin = factories.make_user("root", superuser=True)
+    ids = {"source": 1, "identity": 1}
+    body = "[" * 10_000 + "]" * 10_000
+    response = client.post(
+        reverse(route, args=[ids[a] for a in args]),
+        body,
+        content_type="application/json",
+        headers=bearer(admin),
+    )
+    assert_problem(response, 400)
+
+
+def test_path_ids_beyond_bigint_are_400(client: Client, db: None) -> None:
+    admin = factories.make_user("root", superuser=True)
+    response = client.get(f"/api/v1/jobs/{10**30}/", headers=bearer(admin))
+    assert "job_id" in assert_problem(response, 400)["errors"]
+
+
+# --- bulk retry and cancel ----------------------------------------------------------------
+
+
+def test_bulk_retry_retries_exactly_the_matching_jobs_once(client: Client, db: None, sent) -> None:
+    failed = factories.make_jobs(500, job_type=JobType.ASSET_DISCOVERY, status=JobStatus.FAILED)
+    others = [
+        *factories.make_jobs(20, job_type=JobType.AUDIT_INGESTION, status=JobStatus.FAILED),
+        *factories.make_jobs(20, job_type=JobType.ASSET_DISCOVERY, status=JobStatus.COMPLETED),
+    ]
+    operator = factories.make_retrier("olga")
+    filters = {"type": JobType.ASSET_DISCOVERY, "status": JobStatus.FAILED, "limit": 1000}
+    url = reverse("jobs:api-bulk-retry")
+
+    first = client.post(url, filters, content_type="application/json", headers=bearer(operator))
+    assert first.status_code == 200, first.content
+    assert first.json()["count"] == 500
+    assert sorted(first.json()["jobs"]) == sorted(job.pk for job in failed)
+    assert sorted(sent) == sorted(job.pk for job in failed)
+    assert Job.objects.filter(pk__in=[j.pk for j in failed], status=JobStatus.PENDING).count() == 500
+    assert not Job.objects.filter(pk__in=[j.pk for j in others], status=JobStatus.PENDING).exists()
+
+    second = client.post(url, filters, content_type="application/json", headers=bearer(operator))
+    assert second.json() == {"count": 0, "jobs": []}
+    entries = TrailEntry.objects.filter(action="jobs.bulk_retried").order_by("id")
+    assert [entry.detail["count"] for entry in entries] == [500, 0]
+    assert not TrailEntry.objects.filter(action="job.retried").exists()
+
+    viewer = factories.make_user("vera", perms=("jobs.view_job",))
+    refused = client.post(url, filters, content_type="application/json", headers=bearer(viewer))
+    assert_problem(refused, 403)
+
+
+def test_bulk_cancel_honours_the_time_and_error_class_filters(client: Client, db: None) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = timezone.now() - timedelta(days=2)
+    waiting_old = factories.make_jobs(3, status=JobStatus.PENDING, created_at=old)
+    waiting_new = factories.make_jobs(2, status=JobStatus.PENDING)
+    operator = factories.make_user("olga", perms=("jobs.view_job", "jobs.cancel_job"))
+    body = {"created_before": (timezone.now() - timedelta(days=1)).isoformat(), "limit": 2}
+    url = reverse("jobs:api-bulk-cancel")
+    response = client.post(url, body, content_type="application/json", headers=bearer(operator))
+    assert response.json()["count"] == 2
+    assert set(response.json()["jobs"]) <= {job.pk for job in waiting_old}
+    assert Job.objects.filter(pk__in=[j.pk for j in waiting_new], status=JobStatus.PENDING).count() == 2
+    bad = client.post(
+        url, {"limit": 0, "surprise": 1}, content_type="application/json", headers=bearer(operator)
+    )
+    assert {"limit", "surprise"} <= set(assert_problem(bad, 400)["errors"])
+
+
+# --- idempotency --------------------------------------------------------------------------
+
+
+def create(client: Client, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    return client.post(
+        reverse("identities:api-list"), json.dumps(body), content_type="application/json",
+        headers=headers,
+    )
+
+
+def identity_body(platform: Platform, login: str = "ci-deploy") -> dict[str, Any]:
+    data = factories.identity_form_data(IdentityType.API_KEY, platform, "s3cret-value")
+    return {"type": IdentityType.API_KEY, **data, "name": login}
+
+
+def test_a_repeated_key_replays_the_first_answer(client: Client, db: None) -> None:
+    platform = factories.make_platform("Workspace")
+    headers = {**bearer(factories.make_identity_admin()), "Idempotency-Key": "k-1"}
+    first = create(client, identity_body(platform), headers)
+    again = create(client, identity_body(platform), headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Location"] == first["Location"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert Identity.objects.count() == 1
+    other = create(client, identity_body(platform, "other-key"), headers)
+    assert "Idempotency-Key" in assert_problem(other, 409)["errors"]
+    assert Identity.objects.count() == 1
+
+
+def test_a_refused_create_does_not_use_up_the_key(client: Client, db: None) -> None:
+    platform = factories.make_platform("Workspace")
+    headers = {**bearer(factories.make_identity_admin()), "Idempotency-Key": "k-2"}
+    assert_problem(create(client, {"type": "nope"}, headers), 400)
+    assert create(client, identity_body(platform), headers).status_code == 201
+    assert not IdempotencyRecord.objects.filter(status=0).exists()
+
+
+def test_keys_are_per_user(client: Client, db: None) -> None:
+    platform = factories.make_platform("Workspace")
+    one = {**bearer(factories.make_identity_admin("ann")), "Idempotency-Key": "same"}
+    two = {**bearer(factories.make_identity_admin("bob")), "Idempotency-Key": "same"}
+    assert create(client, identity_body(platform, "a"), one).status_code == 201
+    assert create(client, identity_body(platform, "b"), two).status_code == 201
+    assert Identity.objects.count() == 2
+
+
+def test_a_database_failure_mid_create_is_a_503_and_nothing_is_half_written(
+    client: Client, db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the read that builds the answer fails after the identity was written.
+    The create and its key roll back together, so the client's retry with the same key
+    creates it once; no 500 and no "already exists"."""
+    platform = factories.make_platform("Workspace")
+    headers = {**bearer(factories.make_identity_admin()), "Idempotency-Key": "k-3"}
+
+    def connection_lost(identity: Identity) -> list[Job]:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("identities.services.list_identity_jobs", connection_lost)
+    failed = create(client, identity_body(platform), headers)
+    assert_problem(failed, 503)
+    assert failed["Retry-After"]
+    assert not Identity.objects.exists()
+    monkeypatch.undo()
+    monkeypatch.setattr("jobs.services.send", lambda job_id, **kwargs: None)
+    retried = create(client, identity_body(platform), headers)
+    assert retried.status_code == 201
+    assert Identity.objects.count() == 1
