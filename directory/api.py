@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Schema
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from directory import queries, services
 from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
@@ -100,7 +100,7 @@ class SourceList(Schema):
 
 class SyncRequest(Schema):
     model_config = {"extra": "forbid"}
-    force: bool = Field(False, description="Override the safety brake for this one sync")
+    force: StrictBool = Field(False, description="Override the safety brake for this one sync")
 
 
 class SyncRefused(Problem):

@@ -274,16 +274,16 @@ def list_identities(request: HttpRequest, query: Query[IdentityQuery]) -> dict[s
 def create_identity(request: HttpRequest) -> HttpResponse:
     """Create an identity of any type; the body has the fields of that type's page form.
     Secrets go to the vault; the answer holds only the vault reference."""
-    try:
-        body = read_json_object(request)
-        form_class = form_class_for(body)
-        form = form_class(data=form_data(form_class, body))
-    except BadBody as exc:
-        raise invalid(exc.errors) from None
-    if not form.is_valid():
-        raise invalid(form_errors(form))
 
     def run() -> tuple[int, dict[str, Any]]:
+        try:
+            body = read_json_object(request)
+            form_class = form_class_for(body)
+            form = form_class(data=form_data(form_class, body))
+        except BadBody as exc:
+            raise invalid(exc.errors) from None
+        if not form.is_valid():
+            raise invalid(form_errors(form))
         try:
             identity = services.create_identity(form.to_input(), actor=request.user)
         except services.DuplicateIdentityError as exc:

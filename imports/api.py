@@ -174,18 +174,17 @@ def create_import(request: HttpRequest) -> HttpResponse:
     checked). Follow the answer's ``url``."""
     if problem := too_big(request):
         raise ApiError(400, f"invalid file: {problem}", {"file": [problem]})
-    errors: dict[str, list[str]] = {}
-    upload = request.FILES.get("file")
-    if upload is None:
-        errors["file"] = ["Send the CSV as the multipart/form-data field “file”."]
-    dry_run = parse_dry_run(str(request.POST.get("dry_run", "")))
-    if dry_run is None:
-        errors["dry_run"] = ["Must be true or false."]
-    if errors or upload is None or dry_run is None:
-        raise ApiError(400, "invalid import: see errors", errors)
 
     def run() -> tuple[int, dict[str, Any]]:
-        assert upload is not None and dry_run is not None
+        errors: dict[str, list[str]] = {}
+        upload = request.FILES.get("file")
+        if upload is None:
+            errors["file"] = ["Send the CSV as the multipart/form-data field “file”."]
+        dry_run = parse_dry_run(str(request.POST.get("dry_run", "")))
+        if dry_run is None:
+            errors["dry_run"] = ["Must be true or false."]
+        if errors or upload is None or dry_run is None:
+            raise ApiError(400, "invalid import: see errors", errors)
         try:
             batch = services.start_import(
                 upload, filename=upload.name or "", dry_run=dry_run, actor=request.user

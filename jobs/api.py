@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, StrictInt, WithJsonSchema
 from typing_extensions import Annotated
 
 from jobs import queries, serializers, services
@@ -131,7 +131,7 @@ class BulkRequest(JobFilterQuery):
     """Which jobs to act on: the list's filters, and at most ``limit`` of them."""
 
     model_config = {"extra": "forbid"}
-    limit: int = Field(1000, ge=1, le=BULK_LIMIT, description="At most this many jobs")
+    limit: StrictInt = Field(1000, ge=1, le=BULK_LIMIT, description="At most this many jobs")
 
 
 class BulkResult(Schema):

@@ -11,6 +11,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from accounts.models import ApiToken
 from identities.models import Identity, IdentityType, Platform
@@ -75,10 +76,9 @@ def api_routes() -> set[str]:
 
 
 def test_the_document_is_openapi_3_1_and_lists_every_api_route(client: Client, db: None) -> None:
-    from jsonschema_rs import validator_for  # schemathesis's validator
-
     doc = document(client)
     assert doc["openapi"].startswith("3.1")
+    OpenAPIV31SpecValidator(doc).validate()
     assert set(doc["paths"]) == api_routes()
     operations = [op for item in doc["paths"].values() for op in item.values()]
     assert len(operations) == 28
@@ -90,9 +90,6 @@ def test_the_document_is_openapi_3_1_and_lists_every_api_route(client: Client, d
                 assert list(response["content"]) == [PROBLEM], (operation["operationId"], status)
     schemes = doc["components"]["securitySchemes"]
     assert {scheme["type"] for scheme in schemes.values()} == {"http", "apiKey"}
-    # Every component is a valid JSON Schema (2020-12, as OpenAPI 3.1 uses).
-    for schema in doc["components"]["schemas"].values():
-        validator_for(schema)
 
 
 def test_component_names_are_unique_per_class() -> None:
@@ -205,7 +202,9 @@ def test_path_ids_beyond_bigint_are_400(client: Client, db: None) -> None:
 # --- bulk retry and cancel ----------------------------------------------------------------
 
 
-def test_bulk_retry_retries_exactly_the_matching_jobs_once(client: Client, db: None, sent) -> None:
+def test_bulk_retry_retries_exactly_the_matching_jobs_once(
+    client: Client, db: None, sent: list[int], django_capture_on_commit_callbacks: Any
+) -> None:
     failed = factories.make_jobs(500, job_type=JobType.ASSET_DISCOVERY, status=JobStatus.FAILED)
     others = [
         *factories.make_jobs(20, job_type=JobType.AUDIT_INGESTION, status=JobStatus.FAILED),
@@ -215,7 +214,10 @@ def test_bulk_retry_retries_exactly_the_matching_jobs_once(client: Client, db: N
     filters = {"type": JobType.ASSET_DISCOVERY, "status": JobStatus.FAILED, "limit": 1000}
     url = reverse("jobs:api-bulk-retry")
 
-    first = client.post(url, filters, content_type="application/json", headers=bearer(operator))
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(
+            url, filters, content_type="application/json", headers=bearer(operator)
+        )
     assert first.status_code == 200, first.content
     assert first.json()["count"] == 500
     assert sorted(first.json()["jobs"]) == sorted(job.pk for job in failed)
@@ -324,3 +326,26 @@ def test_a_database_failure_mid_create_is_a_503_and_nothing_is_half_written(
     retried = create(client, identity_body(platform), headers)
     assert retried.status_code == 201
     assert Identity.objects.count() == 1
+
+
+def test_an_upload_with_a_key_is_replayed(client: Client, db: None, settings: Any) -> None:
+    """Found by schemathesis: a multipart body is streamed, so its fingerprint is taken from
+    the parsed fields and file."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    platform = factories.make_platform("Workspace")
+    admin = factories.make_user("root", superuser=True)
+    headers = {**bearer(admin), "Idempotency-Key": "upload-1"}
+    csv = f"type,platform,name,api_key\napi_key,{platform.name},ci,k3y\n".encode()
+
+    def upload() -> Any:
+        return client.post(
+            reverse("imports:api-list"),
+            {"file": SimpleUploadedFile("x.csv", csv, "text/csv"), "dry_run": "true"},
+            headers=headers,
+        )
+
+    first, again = upload(), upload()
+    assert first.status_code == again.status_code == 202, first.content
+    assert again.json()["id"] == first.json()["id"]
+    assert again["Idempotent-Replayed"] == "true"

@@ -82,8 +82,10 @@ def not_found(what: str, key: object) -> ApiError:
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
-    """The field or parameter an error is about: ("query", "before") → "before"."""
-    names = [str(part) for part in loc[1:] if not isinstance(part, int)] or [str(loc[0])]
+    """The field or parameter an error is about: ("query", "before") → "before",
+    ("body", "body", "limit") → "limit" (the second part names the view's body argument)."""
+    parts = loc[2:] if loc[0] == "body" and len(loc) > 2 else loc[1:]
+    names = [str(part) for part in parts if not isinstance(part, int)] or [str(loc[0])]
     return ".".join(names)
 
 
