@@ -9,7 +9,10 @@ from django.urls import reverse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from assets import queries
+from assets import queries, services
+from assets.views import DISCOVER_PERMISSION
+from identities.queries import get_google_workspace_platform_or_404
+from jobs.api import JobQueued, queued
 from assets.models import Asset, AssetKind
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
@@ -97,3 +100,16 @@ def get_asset(request: HttpRequest, asset_id: Id) -> dict[str, Any]:
     if asset is None:
         raise not_found("asset", asset_id)
     return asset_data(request, asset)
+
+
+@router.post(
+    "assets/platforms/{int:platform_id}/discover/",
+    response={202: JobQueued, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION, DISCOVER_PERMISSION),
+)
+def discover_now(request: HttpRequest, platform_id: Id) -> tuple[int, dict[str, Any]]:
+    """Discover now: queue an asset discovery of a Google Workspace platform (or answer
+    the one already on its way)."""
+    platform = get_google_workspace_platform_or_404(platform_id)
+    job, created = services.discover_now(platform, actor=request.user)
+    return 202, queued(request, job, created)

@@ -15,4 +15,5 @@ urlpatterns = [
     path("assets/platforms/<int:platform_id>/discover/", views.discover, name="discover"),
     api_path("assets/", "api-list"),
     api_path("assets/<int:asset_id>/", "api-detail"),
+    api_path("assets/platforms/<int:platform_id>/discover/", "api-discover"),
 ]

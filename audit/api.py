@@ -9,7 +9,10 @@ from django.urls import reverse
 from ninja import Query, Router, Schema
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from audit import queries
+from audit import queries, services
+from audit.views import INGEST_NOW
+from identities.queries import get_google_workspace_platform_or_404
+from jobs.api import JobQueued, queued
 from audit.models import AuditEvent
 from connectors.google_reports import APPLICATIONS
 from web.api.auth import allowed
@@ -173,3 +176,16 @@ def get_event(request: HttpRequest, event_id: Id) -> dict[str, Any]:
         for sibling in queries.list_activity_events(event)
     ]
     return data
+
+
+@router.post(
+    "audit/platforms/{int:platform_id}/ingest/",
+    response={202: JobQueued, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION, INGEST_NOW),
+)
+def ingest_now(request: HttpRequest, platform_id: Id) -> tuple[int, dict[str, Any]]:
+    """Ingest now: queue an audit-log ingestion of a Google Workspace platform (or answer
+    the one already on its way)."""
+    platform = get_google_workspace_platform_or_404(platform_id)
+    job, created = services.ingest_now(platform, actor=request.user)
+    return 202, queued(request, job, created)

@@ -15,4 +15,5 @@ urlpatterns = [
     path("audit/platforms/<int:platform_id>/ingest/", views.ingest_now, name="ingest"),
     api_path("audit-events/", "api-list"),
     api_path("audit-events/<int:event_id>/", "api-detail"),
+    api_path("audit/platforms/<int:platform_id>/ingest/", "api-ingest"),
 ]

@@ -10,6 +10,9 @@ from ninja import Query, Router, Schema
 from pydantic import Field, StrictBool
 
 from directory import queries, services
+from directory.forms import SOURCE_FORMS, LdapSourceForm, RuleForm
+from directory.models import JmlRule
+from web.api import forms as api_forms
 from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION
@@ -201,3 +204,104 @@ def list_events(request: HttpRequest, query: Query[DirectoryEventQuery]) -> dict
         source=source, kind=query.kind.value if query.kind else "", before=query.before
     )
     return {"results": [event_data(e) for e in page.events], "next_before": page.next_before}
+
+
+# --- sources and rules (the Directory pages' create and edit) -------------------------------
+
+ADD_SOURCE = "directory.add_identitysource"
+CHANGE_SOURCE = "directory.change_identitysource"
+CHANGE_RULE = "directory.change_jmlrule"
+
+
+def source_body() -> dict[str, Any]:
+    variants = []
+    for kind, form_class in SOURCE_FORMS.items():
+        schema = api_forms.body_schema(form_class)["requestBody"]["content"]["application/json"]
+        variant = dict(schema["schema"])
+        variant["properties"] = {"kind": {"const": kind}, **variant["properties"]}
+        variant["required"] = ["kind", *variant["required"]]
+        variants.append(variant)
+    content = {"application/json": {"schema": {"oneOf": variants}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def save_source(request: HttpRequest, kind: str, source: IdentitySource | None) -> IdentitySource:
+    """Bind the kind's page form to the body (``kind`` itself is not a form field)."""
+    form_class = SOURCE_FORMS[kind]
+    body = api_forms.read_object(request)
+    body.pop("kind", None)
+    form = api_forms.bind(form_class, body, instance=source)
+    fields = {name: form.cleaned_data[name] for name in form._meta.fields or ()}
+    extra: dict[str, Any] = {}
+    if isinstance(form, LdapSourceForm):
+        extra = {"ldap_mapping": form.mapping(), "bind_password": form.cleaned_data["bind_password"]}
+    if source is None:
+        return services.create_source(kind=kind, actor=request.user, **fields, **extra)
+    services.update_source(source, actor=request.user, **fields, **extra)
+    return get_or_404(source.pk)
+
+
+@router.post(
+    "directory/sources/",
+    response={201: DirectorySource, **ERRORS},
+    auth=allowed(VIEW_SOURCE, ADD_SOURCE),
+    openapi_extra=source_body(),
+)
+def create_source(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """Create a directory source of a ``kind``, with that kind's page form fields."""
+    kind = api_forms.read_object(request).get("kind")
+    if kind not in SOURCE_FORMS:
+        message = f"kind must be one of: {', '.join(SOURCE_FORMS)}"
+        raise ApiError(400, message, {"kind": [message]})
+    source = save_source(request, str(kind), None)
+    return 201, source_data(request, get_or_404(source.pk))
+
+
+@router.put(
+    "directory/sources/{int:source_id}/",
+    response={200: DirectorySource, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_SOURCE, CHANGE_SOURCE),
+    openapi_extra=source_body(),
+)
+def update_source(request: HttpRequest, source_id: Id) -> dict[str, Any]:
+    """Save a source's settings, as its edit page does (its kind cannot change)."""
+    source = get_or_404(source_id)
+    return source_data(request, save_source(request, source.kind, source))
+
+
+class RuleOut(Schema):
+    source: int
+    platform: int | None
+    dry_run: bool
+    on_joiner: bool
+    on_mover: bool
+    on_leaver: bool
+    login_domain: str
+    sync_groups: bool
+    run_as: int | None
+
+
+@router.put(
+    "directory/sources/{int:source_id}/rule/",
+    response={200: RuleOut, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_SOURCE, CHANGE_RULE),
+    openapi_extra=api_forms.body_schema(RuleForm),
+)
+def save_rule(request: HttpRequest, source_id: Id) -> dict[str, Any]:
+    """Save the source's joiner/mover/leaver rule, as its rule page does."""
+    source = get_or_404(source_id)
+    rule = JmlRule.objects.filter(source=source).first()
+    form = api_forms.bind(RuleForm, api_forms.read_object(request), instance=rule)
+    fields = {name: form.cleaned_data[name] for name in RuleForm.Meta.fields}
+    saved = services.save_rule(source, actor=request.user, **fields)
+    return {
+        "source": source.pk,
+        "platform": saved.platform_id,
+        "dry_run": saved.dry_run,
+        "on_joiner": saved.on_joiner,
+        "on_mover": saved.on_mover,
+        "on_leaver": saved.on_leaver,
+        "login_domain": saved.login_domain,
+        "sync_groups": saved.sync_groups,
+        "run_as": saved.run_as_id,
+    }

@@ -20,5 +20,6 @@ urlpatterns = [
     api_path("directory/sources/", "api-sources"),
     api_path("directory/sources/<int:source_id>/", "api-source"),
     api_path("directory/sources/<int:source_id>/sync/", "api-sync"),
+    api_path("directory/sources/<int:source_id>/rule/", "api-rule"),
     api_path("directory/events/", "api-events"),
 ]

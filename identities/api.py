@@ -12,9 +12,16 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from identities import queries, services
-from identities.forms import IDENTITY_FORMS, IdentityForm
-from identities.models import Identity, IdentityStatus, IdentityType
+from identities.forms import IDENTITY_FORMS, IdentityForm, IdentityProviderForm, PlatformForm
+from identities.models import (
+    Identity,
+    IdentityProvider,
+    IdentityStatus,
+    IdentityType,
+    Platform,
+)
 from jobs.models import Job, JobStatus
+from web.api import forms as api_forms
 from web.api import idempotency
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
@@ -307,3 +314,131 @@ def get_identity(request: HttpRequest, identity_id: Id) -> dict[str, Any]:
     if identity is None:
         raise not_found("identity", identity_id)
     return identity_detail_data(request, identity, services.list_identity_jobs(identity))
+
+
+# --- platforms and identity providers (the Settings pages' create and edit) -----------------
+
+ADD_PLATFORM = "identities.add_platform"
+CHANGE_PLATFORM = "identities.change_platform"
+ADD_PROVIDER = "identities.add_identityprovider"
+CHANGE_PROVIDER = "identities.change_identityprovider"
+SAVED: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
+
+
+class PlatformOut(Schema):
+    id: int
+    name: str
+    kind: str
+    identity_provider: int | None
+    primary_domain: str
+    customer_id: str
+    admin_email: str
+    api_endpoint: str
+    service_account_key_stored: bool = Field(description="The key itself is only in the vault")
+    created_at: datetime
+
+
+class ProviderOut(Schema):
+    id: int
+    name: str
+    scim_base_url: str
+    scim_token_stored: bool = Field(description="The token itself is only in the vault")
+
+
+def platform_data(platform: Platform) -> dict[str, Any]:
+    return {
+        "id": platform.pk,
+        "name": platform.name,
+        "kind": platform.kind,
+        "identity_provider": platform.identity_provider_id,
+        "primary_domain": platform.primary_domain,
+        "customer_id": platform.customer_id,
+        "admin_email": platform.admin_email,
+        "api_endpoint": platform.api_endpoint,
+        "service_account_key_stored": bool(platform.service_account_key_ref),
+        "created_at": platform.created_at,
+    }
+
+
+def provider_data(provider: IdentityProvider) -> dict[str, Any]:
+    return {
+        "id": provider.pk,
+        "name": provider.name,
+        "scim_base_url": provider.scim_base_url,
+        "scim_token_stored": bool(provider.token_ref),
+    }
+
+
+PLATFORM_BODY = api_forms.body_schema(PlatformForm, objects=("service_account_key",))
+PROVIDER_BODY = api_forms.body_schema(IdentityProviderForm)
+
+
+@router.post(
+    "platforms/",
+    response={201: PlatformOut, **SAVED},
+    auth=allowed(ADD_PLATFORM),
+    openapi_extra=PLATFORM_BODY,
+)
+def create_platform(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """Create a platform, as Settings > Platforms > New does (the key goes to the vault)."""
+    form = api_forms.bind(PlatformForm, api_forms.read_object(request))
+    fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
+    key = form.cleaned_data["service_account_key"]
+    platform = services.create_platform(service_account_key=key, actor=request.user, **fields)
+    return 201, platform_data(platform)
+
+
+@router.put(
+    "platforms/{int:platform_id}/",
+    response={200: PlatformOut, 404: Problem, **SAVED},
+    auth=allowed(CHANGE_PLATFORM),
+    openapi_extra=PLATFORM_BODY,
+)
+def update_platform(request: HttpRequest, platform_id: Id) -> dict[str, Any]:
+    """Save a platform's settings, as its edit page does: every field is sent; a key left
+    out keeps the stored one."""
+    platform = queries.get_platform(platform_id)
+    if platform is None:
+        raise not_found("platform", platform_id)
+    form = api_forms.bind(PlatformForm, api_forms.read_object(request), instance=platform)
+    fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
+    key = form.cleaned_data["service_account_key"]
+    platform = services.update_platform(
+        platform, service_account_key=key, actor=request.user, **fields
+    )
+    return platform_data(platform)
+
+
+@router.post(
+    "identity-providers/",
+    response={201: ProviderOut, **SAVED},
+    auth=allowed(ADD_PROVIDER),
+    openapi_extra=PROVIDER_BODY,
+)
+def create_provider(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """Create a SCIM identity provider (the token goes to the vault)."""
+    form = api_forms.bind(IdentityProviderForm, api_forms.read_object(request))
+    fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
+    provider = services.create_identity_provider(
+        token=form.cleaned_data["scim_token"], actor=request.user, **fields
+    )
+    return 201, provider_data(provider)
+
+
+@router.put(
+    "identity-providers/{int:provider_id}/",
+    response={200: ProviderOut, 404: Problem, **SAVED},
+    auth=allowed(CHANGE_PROVIDER),
+    openapi_extra=PROVIDER_BODY,
+)
+def update_provider(request: HttpRequest, provider_id: Id) -> dict[str, Any]:
+    """Save an identity provider, as its edit page does; a token left out keeps the stored one."""
+    provider = queries.get_identity_provider(provider_id)
+    if provider is None:
+        raise not_found("identity provider", provider_id)
+    form = api_forms.bind(IdentityProviderForm, api_forms.read_object(request), instance=provider)
+    fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
+    provider = services.update_identity_provider(
+        provider, token=form.cleaned_data["scim_token"], actor=request.user, **fields
+    )
+    return provider_data(provider)

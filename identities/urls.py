@@ -20,4 +20,8 @@ urlpatterns = [
     path("identity-providers/<int:provider_id>/edit/", views.provider_edit, name="provider-edit"),
     api_path("identities/", "api-list"),
     api_path("identities/<int:identity_id>/", "api-detail"),
+    api_path("platforms/", "api-platforms"),
+    api_path("platforms/<int:platform_id>/", "api-platform"),
+    api_path("identity-providers/", "api-providers"),
+    api_path("identity-providers/<int:provider_id>/", "api-provider"),
 ]

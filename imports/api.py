@@ -165,7 +165,7 @@ UPLOAD_BODY: dict[str, Any] = {
 
 @router.post(
     "imports/",
-    response={202: Batch, **ERRORS},
+    response={202: Batch, 409: Problem, 413: Problem, **ERRORS},
     auth=allowed(*IMPORT_PERMISSIONS),
     openapi_extra=UPLOAD_BODY,
 )

@@ -134,6 +134,20 @@ class BulkRequest(JobFilterQuery):
     limit: StrictInt = Field(1000, ge=1, le=BULK_LIMIT, description="At most this many jobs")
 
 
+class JobQueued(Schema):
+    """A job started by an action ("Sync now", "Discover now", "Ingest now")."""
+
+    job: int
+    status: JobStatus
+    created: bool = Field(description="False when one was already on its way (that one)")
+    url: str
+
+
+def queued(request: HttpRequest, job: Job, created: bool) -> dict[str, Any]:
+    url = absolute(request, "jobs:api-detail", job.pk)
+    return {"job": job.pk, "status": job.status, "created": created, "url": url}
+
+
 class BulkResult(Schema):
     count: int = Field(description="How many jobs this call acted on")
     jobs: list[int] = Field(description="Their ids")

@@ -8,7 +8,9 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from policies import queries, services
-from policies.models import Violation, ViolationStatus
+from policies.forms import PolicyForm
+from policies.models import Policy, Violation, ViolationStatus
+from web.api import forms as api_forms
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import ApiError, Problem, not_found
@@ -119,3 +121,68 @@ def approve_violation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
 def dismiss_violation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
     """Dismiss an open violation."""
     return _decide(violation_id, request, "dismiss")
+
+
+# --- policies (the Policies page's create and edit) -----------------------------------------
+
+
+class PolicyOut(Schema):
+    id: int
+    name: str
+    kind: str
+    platform: int
+    parameters: Any
+    action: str
+    mode: str
+    enabled: bool
+    created_at: datetime
+
+
+POLICY_BODY = api_forms.body_schema(PolicyForm)
+
+
+def policy_data(policy: Policy) -> dict[str, Any]:
+    return {
+        "id": policy.pk,
+        "name": policy.name,
+        "kind": policy.kind,
+        "platform": policy.platform_id,
+        "parameters": policy.parameters,
+        "action": policy.action,
+        "mode": policy.mode,
+        "enabled": policy.enabled,
+        "created_at": policy.created_at,
+    }
+
+
+def save(request: HttpRequest, policy: Policy | None) -> Policy:
+    form = api_forms.bind(PolicyForm, api_forms.read_object(request), instance=policy)
+    fields = {name: form.cleaned_data[name] for name in PolicyForm.Meta.fields}
+    return services.save_policy(
+        policy, actor=request.user, parameters=form.instance.parameters, **fields
+    )
+
+
+@router.post(
+    "policies/",
+    response={201: PolicyOut, **ERRORS},
+    auth=allowed("policies.add_policy"),
+    openapi_extra=POLICY_BODY,
+)
+def create_policy(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """Create a policy, as Policies > New does."""
+    return 201, policy_data(save(request, None))
+
+
+@router.put(
+    "policies/{int:policy_id}/",
+    response={200: PolicyOut, 404: Problem, **ERRORS},
+    auth=allowed("policies.change_policy"),
+    openapi_extra=POLICY_BODY,
+)
+def update_policy(request: HttpRequest, policy_id: Id) -> dict[str, Any]:
+    """Save a policy, as its edit page does (every field is sent)."""
+    policy = Policy.objects.filter(pk=policy_id).first()
+    if policy is None:
+        raise not_found("policy", policy_id)
+    return policy_data(save(request, policy))

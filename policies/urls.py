@@ -25,6 +25,8 @@ urlpatterns = [
         name="dismiss",
     ),
     api_path("violations/", "api-list"),
+    api_path("policies/", "api-policies"),
+    api_path("policies/<int:policy_id>/", "api-policy"),
     api_path("violations/<int:violation_id>/approve/", "api-approve"),
     api_path("violations/<int:violation_id>/dismiss/", "api-dismiss"),
 ]

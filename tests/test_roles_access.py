@@ -108,6 +108,10 @@ TABLE = [
     Route("identities:provider-create", "POST", ADMINS),
     Route("identities:provider-edit", "GET", ADMINS, ("provider",)),
     Route("identities:provider-edit", "POST", ADMINS, ("provider",)),
+    Route("identities:api-platforms", "POST", ADMINS),
+    Route("identities:api-platform", "PUT", ADMINS, ("platform",)),
+    Route("identities:api-providers", "POST", ADMINS),
+    Route("identities:api-provider", "PUT", ADMINS, ("provider",)),
     Route("identities:api-list", "GET", READERS),
     Route("identities:api-list", "POST", ADMINS),
     Route("identities:api-detail", "GET", READERS, ("identity",)),
@@ -139,6 +143,7 @@ TABLE = [
     Route("audit:platform", "GET", READERS, ("platform",)),
     Route("audit:platform", "POST", ADMINS, ("platform",)),
     Route("audit:ingest", "POST", OPERATORS, ("platform",)),
+    Route("audit:api-ingest", "POST", OPERATORS, ("platform",)),
     Route("audit:api-list", "GET", READERS),
     Route("audit:api-detail", "GET", READERS, ("audit_event",)),
     # Assets
@@ -147,6 +152,7 @@ TABLE = [
     Route("assets:platform-list", "GET", READERS),
     Route("assets:platform", "GET", READERS, ("platform",)),
     Route("assets:discover", "POST", OPERATORS, ("platform",)),
+    Route("assets:api-discover", "POST", OPERATORS, ("platform",)),
     Route("assets:api-list", "GET", READERS),
     Route("assets:api-detail", "GET", READERS, ("asset",)),
     # Directory sync and joiner/mover/leaver
@@ -165,6 +171,9 @@ TABLE = [
     Route("directory:api-sources", "GET", READERS),
     Route("directory:api-source", "GET", READERS, ("source",)),
     Route("directory:api-sync", "POST", OPERATORS, ("source",)),
+    Route("directory:api-sources", "POST", ADMINS),
+    Route("directory:api-source", "PUT", ADMINS, ("source",)),
+    Route("directory:api-rule", "PUT", ADMINS, ("source",)),
     Route("directory:api-events", "GET", READERS),
     # Admin audit trail
     Route("trail:list", "GET", READERS),
@@ -183,6 +192,8 @@ TABLE = [
     Route("policies:create", "POST", ADMINS),
     Route("policies:edit", "GET", ADMINS, ("policy",)),
     Route("policies:edit", "POST", ADMINS, ("policy",)),
+    Route("policies:api-policies", "POST", ADMINS),
+    Route("policies:api-policy", "PUT", ADMINS, ("policy",)),
     Route("policies:violations", "GET", READERS),
     Route("policies:approve", "POST", OPERATORS, ("violation",)),
     Route("policies:dismiss", "POST", OPERATORS, ("violation",)),
@@ -223,6 +234,8 @@ def call(client: Client, route: Route, world: World, **extra: Any) -> Any:
     data = route.data(world) if route.data else {}
     if route.method == "GET":
         return client.get(route.url(world), **extra)
+    if route.method == "PUT":
+        return client.put(route.url(world), data, content_type="application/json", **extra)
     return client.post(route.url(world), data, **extra)
 
 
@@ -257,7 +270,11 @@ def test_each_role_reaches_exactly_what_the_table_allows(world, route, role) -> 
 # The IdP's browser POST cannot carry our CSRF token; a signed assertion answering a request
 # this browser made (tests/test_sso.py) is what protects it.
 CSRF_EXEMPT = {"sso:acs"}
-POSTS = [route for route in TABLE if route.method == "POST" and route.name not in CSRF_EXEMPT]
+POSTS = [
+    route
+    for route in TABLE
+    if route.method in ("POST", "PUT") and route.name not in CSRF_EXEMPT
+]
 
 
 @pytest.mark.parametrize("route", POSTS, ids=str)

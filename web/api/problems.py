@@ -7,10 +7,17 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from pydantic import Field
@@ -133,6 +140,13 @@ HANDLERS: dict[type[Exception], Callable[[HttpRequest, Any], HttpResponse]] = {
     PermissionDenied: lambda request, exc: problem(403, "permission denied"),
     Http404: lambda request, exc: problem(404, "not found"),
     HttpError: lambda request, exc: problem(exc.status_code, str(exc)),
+    # A body Django cannot parse (multipart without a boundary, too many fields, cut short).
+    MultiPartParserError: lambda request, exc: problem(400, f"unreadable body: {exc}"),
+    TooManyFieldsSent: lambda request, exc: problem(400, "too many fields in the body"),
+    RequestDataTooBig: lambda request, exc: problem(413, "the body is too large"),
+    UnreadablePostError: lambda request, exc: problem(400, "the body was cut short"),
+    BadRequest: lambda request, exc: problem(400, "bad request"),
+    SuspiciousOperation: lambda request, exc: problem(400, "bad request"),
     DatabaseError: server_error,
     Exception: server_error,
 }
