@@ -10,10 +10,10 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from assets import queries, services
+from assets.models import Asset, AssetKind
 from assets.views import DISCOVER_PERMISSION
 from identities.queries import get_google_workspace_platform_or_404
 from jobs.api import JobQueued, queued
-from assets.models import Asset, AssetKind
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import Problem, not_found

@@ -10,11 +10,11 @@ from ninja import Query, Router, Schema
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from audit import queries, services
+from audit.models import AuditEvent
 from audit.views import INGEST_NOW
+from connectors.google_reports import APPLICATIONS
 from identities.queries import get_google_workspace_platform_or_404
 from jobs.api import JobQueued, queued
-from audit.models import AuditEvent
-from connectors.google_reports import APPLICATIONS
 from web.api.auth import allowed
 from web.api.paging import as_params, next_url
 from web.api.problems import Problem, not_found
@@ -63,7 +63,7 @@ def _cursor(raw: str) -> str:
     try:
         seconds = int(micros) // 1_000_000
         moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-        if not (EARLIEST <= moment <= LATEST and 0 < int(event_id)):
+        if not (EARLIEST <= moment <= LATEST and int(event_id) > 0):
             raise ValueError
     except (ValueError, OverflowError, OSError):
         raise InvalidInputError("before", "before must be a page cursor from a next URL") from None
@@ -81,9 +81,7 @@ AuditCursor = Annotated[
         }
     ),
 ]
-Application = Annotated[
-    Line, WithJsonSchema({"type": "string", "enum": list(APPLICATIONS)})
-]
+Application = Annotated[Line, WithJsonSchema({"type": "string", "enum": list(APPLICATIONS)})]
 
 
 class AuditPlatform(Schema):
@@ -145,14 +143,14 @@ class AuditEventQuery(Schema):
     before: AuditCursor | None = None
 
 
-@router.get("audit-events/", response={200: AuditEventPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
+@router.get(
+    "audit-events/", response={200: AuditEventPage, **ERRORS}, auth=allowed(VIEW_PERMISSION)
+)
 def list_events(request: HttpRequest, query: Query[AuditEventQuery]) -> dict[str, Any]:
     """Google Workspace audit events newest first, filtered like the audit log page."""
     params = as_params(query)
     filters = queries.parse_filters(params)
-    page = queries.list_events(
-        filters, before=queries.parse_before(params), with_parameters=True
-    )
+    page = queries.list_events(filters, before=queries.parse_before(params), with_parameters=True)
     return {
         "results": [event_data(request, event, parameters=True) for event in page.events],
         "next": next_url(request, "audit:api-list", filters.as_query(), page.next_before),

@@ -7,12 +7,14 @@ page through psycopg. Run: .venv/bin/python bench/bench_api.py [--rows N] [--run
 """
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
-import time
+import tempfile
 import types
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,18 @@ def legacy_jobs_api() -> types.ModuleType:
         text=True,
         check=True,
     ).stdout
-    module = types.ModuleType("legacy_jobs_api")
-    exec(compile(source, "legacy_jobs_api.py", "exec"), module.__dict__)
+    path = Path(tempfile.mkdtemp(prefix="bench-api-")) / "legacy_jobs_api.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("legacy_jobs_api", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
+
+
+def call(view: Callable[..., Any], request: Any, kwargs: dict[str, Any]) -> Any:
+    return view(request, **kwargs)
 
 
 def main() -> int:
@@ -104,9 +115,9 @@ def main() -> int:
             for run in range(3 + args.runs):
                 for name, path, old, new, kwargs in cases:
                     times = (
-                        timed(lambda: old(request(path), **kwargs)),
-                        timed(lambda: new(request(path), **kwargs)),
-                        timed(lambda: raw_rows(raw, sql[name])),
+                        timed(partial(call, old, request(path), kwargs)),
+                        timed(partial(call, new, request(path), kwargs)),
+                        timed(partial(raw_rows, raw, sql[name])),
                     )
                     if run >= 3:
                         for key, value in zip(("before", "after", "raw"), times, strict=True):

@@ -11,9 +11,8 @@ from pydantic import Field, StrictBool
 
 from directory import queries, services
 from directory.forms import SOURCE_FORMS, LdapSourceForm, RuleForm
-from directory.models import JmlRule
+from directory.models import DirectoryEvent, EventKind, IdentitySource, JmlRule, SyncRun
 from web.api import forms as api_forms
-from directory.models import DirectoryEvent, EventKind, IdentitySource, SyncRun
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION
 from web.api.problems import ApiError, Problem, not_found
@@ -143,9 +142,7 @@ def get_or_404(source_id: int) -> IdentitySource:
     return source
 
 
-@router.get(
-    "directory/sources/", response={200: SourceList, **ERRORS}, auth=allowed(VIEW_SOURCE)
-)
+@router.get("directory/sources/", response={200: SourceList, **ERRORS}, auth=allowed(VIEW_SOURCE))
 def list_sources(request: HttpRequest) -> dict[str, Any]:
     """Every directory source with its latest run."""
     return {"results": [source_data(request, s) for s in queries.list_sources()]}
@@ -191,7 +188,9 @@ def event_data(event: DirectoryEvent) -> dict[str, Any]:
     }
 
 
-@router.get("directory/events/", response={200: DirectoryEventPage, **ERRORS}, auth=allowed(VIEW_EVENT))
+@router.get(
+    "directory/events/", response={200: DirectoryEventPage, **ERRORS}, auth=allowed(VIEW_EVENT)
+)
 def list_events(request: HttpRequest, query: Query[DirectoryEventQuery]) -> dict[str, Any]:
     """Joiner, mover and leaver events, newest first."""
     source = None
@@ -234,7 +233,10 @@ def save_source(request: HttpRequest, kind: str, source: IdentitySource | None) 
     fields = {name: form.cleaned_data[name] for name in form._meta.fields or ()}
     extra: dict[str, Any] = {}
     if isinstance(form, LdapSourceForm):
-        extra = {"ldap_mapping": form.mapping(), "bind_password": form.cleaned_data["bind_password"]}
+        extra = {
+            "ldap_mapping": form.mapping(),
+            "bind_password": form.cleaned_data["bind_password"],
+        }
     if source is None:
         return services.create_source(kind=kind, actor=request.user, **fields, **extra)
     services.update_source(source, actor=request.user, **fields, **extra)

@@ -257,9 +257,7 @@ def create_body_schema() -> dict[str, Any]:
 # --- endpoints ------------------------------------------------------------------------------
 
 
-@router.get(
-    "identities/", response={200: IdentityPage, **ERRORS}, auth=allowed(VIEW_PERMISSION)
-)
+@router.get("identities/", response={200: IdentityPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
 def list_identities(request: HttpRequest, query: Query[IdentityQuery]) -> dict[str, Any]:
     """Identities newest first, filtered like the identities page."""
     params = as_params(query, "before")

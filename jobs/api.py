@@ -1,12 +1,11 @@
 """The jobs API (/api/v1/jobs/): list, detail, retry and cancel one, retry and cancel many."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from pydantic import Field, StrictInt, WithJsonSchema
-from typing_extensions import Annotated
 
 from jobs import queries, serializers, services
 from jobs.models import Job, JobStatus, JobType
@@ -189,9 +188,7 @@ def get_or_404(job_id: int) -> Job:
     return job
 
 
-@router.get(
-    "jobs/", response={200: JobPage, **ERRORS}, auth=allowed(VIEW_PERMISSION)
-)
+@router.get("jobs/", response={200: JobPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
 def list_jobs(request: HttpRequest, query: Query[ListQuery]) -> dict[str, Any]:
     """Jobs newest first, filtered like Settings > Jobs; 50 a page."""
     filters = query.filters()

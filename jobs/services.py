@@ -126,7 +126,7 @@ def retry_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
             if lifecycle.reset_for_retry(job_id, actor=actor):
                 send_on_commit(Job.objects.get(pk=job_id))
                 retried.append(job_id)
-    record("jobs.bulk_retried", actor=actor, count=len(retried), **_trail_filters(filters))
+    record("jobs.bulk_retried", actor=actor, count=len(retried), filters=filters.as_query())
     return retried
 
 
@@ -138,12 +138,8 @@ def cancel_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
         for job_id in list_job_ids(filters, statuses=CANCELLABLE, limit=limit)
         if lifecycle.cancel(job_id, actor=actor) is not None
     ]
-    record("jobs.bulk_cancelled", actor=actor, count=len(cancelled), **_trail_filters(filters))
+    record("jobs.bulk_cancelled", actor=actor, count=len(cancelled), filters=filters.as_query())
     return cancelled
-
-
-def _trail_filters(filters: JobFilters) -> dict[str, str]:
-    return {f"filter_{key}": value for key, value in filters.as_query().items()}
 
 
 def trail_label(job: Job) -> str:

@@ -271,9 +271,7 @@ def test_each_role_reaches_exactly_what_the_table_allows(world, route, role) -> 
 # this browser made (tests/test_sso.py) is what protects it.
 CSRF_EXEMPT = {"sso:acs"}
 POSTS = [
-    route
-    for route in TABLE
-    if route.method in ("POST", "PUT") and route.name not in CSRF_EXEMPT
+    route for route in TABLE if route.method in ("POST", "PUT") and route.name not in CSRF_EXEMPT
 ]
 
 

@@ -180,7 +180,9 @@ def test_hostile_query_values_are_400_naming_the_parameter(
         ("pam:api-check-out", ("identity",)),
     ],
 )
-def test_json_nested_10000_deep_is_a_400(client: Client, db: None, route: str, args: tuple) -> None:
+def test_json_nested_10000_deep_is_a_400(
+    client: Client, db: None, route: str, args: tuple[str, ...]
+) -> None:
     admin = factories.make_user("root", superuser=True)
     ids = {"source": 1, "identity": 1}
     body = "[" * 10_000 + "]" * 10_000
@@ -215,14 +217,14 @@ def test_bulk_retry_retries_exactly_the_matching_jobs_once(
     url = reverse("jobs:api-bulk-retry")
 
     with django_capture_on_commit_callbacks(execute=True):
-        first = client.post(
-            url, filters, content_type="application/json", headers=bearer(operator)
-        )
+        first = client.post(url, filters, content_type="application/json", headers=bearer(operator))
     assert first.status_code == 200, first.content
     assert first.json()["count"] == 500
     assert sorted(first.json()["jobs"]) == sorted(job.pk for job in failed)
     assert sorted(sent) == sorted(job.pk for job in failed)
-    assert Job.objects.filter(pk__in=[j.pk for j in failed], status=JobStatus.PENDING).count() == 500
+    assert (
+        Job.objects.filter(pk__in=[j.pk for j in failed], status=JobStatus.PENDING).count() == 500
+    )
     assert not Job.objects.filter(pk__in=[j.pk for j in others], status=JobStatus.PENDING).exists()
 
     second = client.post(url, filters, content_type="application/json", headers=bearer(operator))
@@ -250,7 +252,10 @@ def test_bulk_cancel_honours_the_time_and_error_class_filters(client: Client, db
     response = client.post(url, body, content_type="application/json", headers=bearer(operator))
     assert response.json()["count"] == 2
     assert set(response.json()["jobs"]) <= {job.pk for job in waiting_old}
-    assert Job.objects.filter(pk__in=[j.pk for j in waiting_new], status=JobStatus.PENDING).count() == 2
+    assert (
+        Job.objects.filter(pk__in=[j.pk for j in waiting_new], status=JobStatus.PENDING).count()
+        == 2
+    )
     bad = client.post(
         url, {"limit": 0, "surprise": 1}, content_type="application/json", headers=bearer(operator)
     )
@@ -262,7 +267,9 @@ def test_bulk_cancel_honours_the_time_and_error_class_filters(client: Client, db
 
 def create(client: Client, body: dict[str, Any], headers: dict[str, str]) -> Any:
     return client.post(
-        reverse("identities:api-list"), json.dumps(body), content_type="application/json",
+        reverse("identities:api-list"),
+        json.dumps(body),
+        content_type="application/json",
         headers=headers,
     )
 
@@ -355,7 +362,11 @@ def test_an_upload_with_a_key_is_replayed(client: Client, db: None, settings: An
     ("route", "perms", "job_type"),
     [
         ("assets:api-discover", ("assets.view_asset", "assets.discover_assets"), "asset_discovery"),
-        ("audit:api-ingest", ("audit.view_auditevent", "audit.ingest_auditevents"), "audit_ingestion"),
+        (
+            "audit:api-ingest",
+            ("audit.view_auditevent", "audit.ingest_auditevents"),
+            "audit_ingestion",
+        ),
     ],
 )
 def test_discover_and_ingest_now_queue_one_job(
@@ -366,7 +377,8 @@ def test_discover_and_ingest_now_queue_one_job(
     first = client.post(reverse(route, args=[platform.pk]), headers=headers)
     second = client.post(reverse(route, args=[platform.pk]), headers=headers)
     assert first.status_code == second.status_code == 202
-    assert first.json()["created"] is True and second.json()["created"] is False
+    assert first.json()["created"] is True
+    assert second.json()["created"] is False
     assert second.json()["job"] == first.json()["job"]
     assert Job.objects.filter(job_type=job_type).count() == 1
     assert_problem(client.post(reverse(route, args=[999999]), headers=headers), 404)
@@ -429,8 +441,14 @@ def test_provider_policy_source_and_rule_over_the_api(client: Client, db: None) 
         client,
         "POST",
         reverse("policies:api-policies"),
-        {"name": "No 2SV", "kind": "no_2sv", "platform": platform.pk, "action": "notify",
-         "mode": "needs_approval", "enabled": True},
+        {
+            "name": "No 2SV",
+            "kind": "no_2sv",
+            "platform": platform.pk,
+            "action": "notify",
+            "mode": "needs_approval",
+            "enabled": True,
+        },
         admin,
     )
     assert policy.status_code == 201, policy.content
@@ -439,9 +457,16 @@ def test_provider_policy_source_and_rule_over_the_api(client: Client, db: None) 
         client,
         "POST",
         reverse("directory:api-sources"),
-        {"kind": "ldap", "name": "Corp AD", "enabled": True, "ldap_url": "ldap://127.0.0.1:1",
-         "ldap_bind_dn": "cn=reader", "ldap_base_dn": "dc=example,dc=com",
-         "bind_password": "pw", "sync_interval_minutes": 60},
+        {
+            "kind": "ldap",
+            "name": "Corp AD",
+            "enabled": True,
+            "ldap_url": "ldap://127.0.0.1:1",
+            "ldap_bind_dn": "cn=reader",
+            "ldap_base_dn": "dc=example,dc=com",
+            "bind_password": "pw",
+            "sync_interval_minutes": 60,
+        },
         admin,
     )
     assert source.status_code in (201, 400), source.content

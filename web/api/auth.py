@@ -48,7 +48,9 @@ class Session(APIKeyCookie):
         if not request.user.is_authenticated:
             return None
         if check_csrf(request):
-            raise HttpError(403, "CSRF check failed: send the X-CSRFToken header, or a bearer token")
+            raise HttpError(
+                403, "CSRF check failed: send the X-CSRFToken header, or a bearer token"
+            )
         return self.authenticate(request, request.COOKIES.get(self.param_name))
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:

@@ -27,7 +27,7 @@ def read_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def bind(form_class: type[forms.BaseForm], body: dict[str, Any], **kwargs: Any) -> Any:
+def bind(form_class: Any, body: dict[str, Any], **kwargs: Any) -> Any:
     """The form bound to a JSON body and validated; a 400 problem naming each field
     otherwise. Objects are passed to the form as JSON text (a service-account key)."""
     fields = list(form_class.base_fields)
@@ -51,16 +51,19 @@ def bind(form_class: type[forms.BaseForm], body: dict[str, Any], **kwargs: Any) 
         raise ApiError(
             400,
             "invalid body: see errors",
-            {field: [e["message"] for e in items] for field, items in form.errors.get_json_data().items()},
+            {
+                field: [e["message"] for e in items]
+                for field, items in form.errors.get_json_data().items()
+            },
         )
     return form
 
 
-def body_schema(form_class: type[forms.BaseForm], *, objects: tuple[str, ...] = ()) -> dict[str, Any]:
+def body_schema(form_class: Any, *, objects: tuple[str, ...] = ()) -> dict[str, Any]:
     """The openapi_extra describing a JSON body with the form's fields."""
     properties: dict[str, Any] = {}
     for name, field in form_class.base_fields.items():
-        kinds = ["string"]
+        kinds: list[str] = ["string"]
         if isinstance(field, forms.IntegerField | forms.ModelChoiceField):
             kinds = ["integer", "string"]
         if isinstance(field, forms.BooleanField):
@@ -69,7 +72,9 @@ def body_schema(form_class: type[forms.BaseForm], *, objects: tuple[str, ...] = 
             kinds.append("object")
         if not field.required:
             kinds.append("null")
-        described = {"description": str(field.help_text)} if field.help_text else {}
+        described: dict[str, Any] = {}
+        if field.help_text:
+            described["description"] = str(field.help_text)
         choices = getattr(field, "choices", None)
         if choices and not isinstance(field, forms.ModelChoiceField):
             described["enum"] = [key for key, _ in choices if key != ""] + (
@@ -83,6 +88,4 @@ def body_schema(form_class: type[forms.BaseForm], *, objects: tuple[str, ...] = 
         "required": required,
         "additionalProperties": False,
     }
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
-    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

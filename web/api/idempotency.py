@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
@@ -52,11 +53,12 @@ def _fingerprint(request: HttpRequest) -> str:
         # A multipart upload was streamed into request.POST / FILES: hash what it held.
         for name, values in sorted(request.POST.lists()):
             digest.update(json.dumps([name, values]).encode())
-        for name, upload in sorted(request.FILES.items()):
-            digest.update(json.dumps([name, upload.name, upload.size]).encode())
-            for chunk in upload.chunks():
-                digest.update(chunk)
-            upload.seek(0)
+        for name in sorted(request.FILES):
+            for upload in request.FILES.getlist(name):
+                digest.update(json.dumps([name, upload.name, upload.size]).encode())
+                for chunk in upload.chunks():
+                    digest.update(chunk)
+                upload.seek(0)
     return digest.hexdigest()
 
 
@@ -82,7 +84,10 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> HttpResponse:
 
 
 def create_once(
-    request: HttpRequest, run: Callable[[], Outcome], *, location: Callable[[Any], str] | None = None
+    request: HttpRequest,
+    run: Callable[[], Outcome],
+    *,
+    location: Callable[[Any], str] | None = None,
 ) -> HttpResponse:
     """Run ``run`` (status, JSON body) once per Idempotency-Key; without the header, simply
     run it. Only a success is remembered: a refused request may be sent again with its key."""
@@ -97,7 +102,9 @@ def create_once(
     if not key:
         raise ApiError(400, f"{HEADER} must not be empty", {HEADER: ["must not be empty"]})
     fingerprint = _fingerprint(request)
-    earlier = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+    user = request.user
+    assert isinstance(user, User)  # the operation's auth let only signed-in users through
+    earlier = IdempotencyRecord.objects.filter(user=user, key=key).first()
     if earlier is not None:
         return _replay(earlier, fingerprint)
     try:
@@ -105,7 +112,7 @@ def create_once(
             # The row first: a concurrent request with the same key waits here on the unique
             # index until this transaction ends, then replays its answer.
             record = IdempotencyRecord.objects.create(
-                user=request.user, key=key, fingerprint=fingerprint, status=0, body={}
+                user=user, key=key, fingerprint=fingerprint, status=0, body={}
             )
             status, body = run()
             if status >= 300:
@@ -117,7 +124,7 @@ def create_once(
     except _Refused as refused:
         return _respond(*refused.outcome)
     except IntegrityError:
-        earlier = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+        earlier = IdempotencyRecord.objects.filter(user=user, key=key).first()
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)

@@ -91,7 +91,5 @@ Day = Annotated[
     dt.date,
     BeforeValidator(_day),
     Field(ge=dt.date(1900, 1, 1), le=dt.date(9998, 12, 31)),
-    WithJsonSchema(
-        {"type": "string", "format": "date", "description": "YYYY-MM-DD, 1900 to 9998"}
-    ),
+    WithJsonSchema({"type": "string", "format": "date", "description": "YYYY-MM-DD, 1900 to 9998"}),
 ]
