@@ -17,6 +17,7 @@ from jobs.api import JobQueued, queued
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id, Line
 
 VIEW_PERMISSION = "assets.view_asset"
@@ -44,12 +45,12 @@ router = Router(tags=["assets"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class AssetPlatform(Schema):
+class AssetPlatform(Out):
     id: int
     name: str
 
 
-class AssetOut(Schema):
+class AssetOut(Out):
     id: int
     url: str
     platform: AssetPlatform
@@ -65,7 +66,7 @@ class AssetOut(Schema):
     state: Literal["present", "gone"]
 
 
-class AssetPage(Schema):
+class AssetPage(Out):
     results: list[AssetOut]
     next: str | None
 

@@ -18,6 +18,7 @@ from jobs.api import JobQueued, queued
 from web.api.auth import allowed
 from web.api.paging import as_params, next_url
 from web.api.problems import Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id, Line, Moment
 from web.inputs import EARLIEST, LATEST, InvalidInputError
 
@@ -84,24 +85,24 @@ AuditCursor = Annotated[
 Application = Annotated[Line, WithJsonSchema({"type": "string", "enum": list(APPLICATIONS)})]
 
 
-class AuditPlatform(Schema):
+class AuditPlatform(Out):
     id: int
     name: str
 
 
-class AuditActor(Schema):
+class AuditActor(Out):
     email: str | None
     profile_id: str | None
     caller_type: str | None
 
 
-class GoogleId(Schema):
+class GoogleId(Out):
     time: dt.datetime
     unique_qualifier: str | int
     event_index: int
 
 
-class AuditEventOut(Schema):
+class AuditEventOut(Out):
     id: int
     url: str
     time: dt.datetime
@@ -117,7 +118,7 @@ class AuditEventOut(Schema):
     parameters: Any
 
 
-class ActivitySibling(Schema):
+class ActivitySibling(Out):
     id: int
     event_index: int
     event_name: str
@@ -128,7 +129,7 @@ class AuditEventDetail(AuditEventOut):
     activity_events: list[ActivitySibling]
 
 
-class AuditEventPage(Schema):
+class AuditEventPage(Out):
     results: list[AuditEventOut]
     next: str | None
 

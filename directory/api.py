@@ -16,6 +16,7 @@ from web.api import forms as api_forms
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id, one_of
 
 VIEW_SOURCE = "directory.view_identitysource"
@@ -65,7 +66,7 @@ router = Router(tags=["directory"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class SyncRunOut(Schema):
+class SyncRunOut(Out):
     id: int
     status: one_of(SyncRun.Status.values)  # type: ignore[valid-type]
     phase: str
@@ -83,7 +84,7 @@ class SyncRunOut(Schema):
     message: str
 
 
-class DirectorySource(Schema):
+class DirectorySource(Out):
     id: int
     name: str
     kind: one_of(IdentitySource.Kind.values)  # type: ignore[valid-type]
@@ -96,7 +97,7 @@ class DirectorySource(Schema):
     url: str
 
 
-class SourceList(Schema):
+class SourceList(Out):
     results: list[DirectorySource]
 
 
@@ -109,12 +110,12 @@ class SyncRefused(Problem):
     job: int = Field(description="The sync already queued")
 
 
-class SyncQueued(Schema):
+class SyncQueued(Out):
     job: int
     status: str
 
 
-class DirectoryEventOut(Schema):
+class DirectoryEventOut(Out):
     id: int
     source: int
     kind: EventKind
@@ -124,7 +125,7 @@ class DirectoryEventOut(Schema):
     created_at: datetime
 
 
-class DirectoryEventPage(Schema):
+class DirectoryEventPage(Out):
     results: list[DirectoryEventOut]
     next_before: int | None = Field(description="Pass as `before` for the next page")
 
@@ -271,7 +272,7 @@ def update_source(request: HttpRequest, source_id: Id) -> dict[str, Any]:
     return source_data(request, save_source(request, source.kind, source))
 
 
-class RuleOut(Schema):
+class RuleOut(Out):
     source: int
     platform: int | None
     dry_run: bool

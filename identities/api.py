@@ -26,6 +26,7 @@ from web.api import idempotency
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id
 from web.inputs import InvalidInputError, load_json
 
@@ -172,12 +173,12 @@ router = Router(tags=["identities"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class IdentityPlatform(Schema):
+class IdentityPlatform(Out):
     id: int
     name: str
 
 
-class IdentitySummary(Schema):
+class IdentitySummary(Out):
     id: int
     type: IdentityType
     type_label: str
@@ -191,7 +192,7 @@ class IdentitySummary(Schema):
     url: str
 
 
-class IdentityJob(Schema):
+class IdentityJob(Out):
     id: int
     type: str
     type_label: str
@@ -211,7 +212,7 @@ class IdentityDetail(IdentitySummary):
     jobs: list[IdentityJob]
 
 
-class IdentityPage(Schema):
+class IdentityPage(Out):
     results: list[IdentitySummary]
     next: str | None = Field(description="The next page's URL, or null on the last page")
 
@@ -323,7 +324,7 @@ CHANGE_PROVIDER = "identities.change_identityprovider"
 SAVED: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class PlatformOut(Schema):
+class PlatformOut(Out):
     id: int
     name: str
     kind: str
@@ -336,7 +337,7 @@ class PlatformOut(Schema):
     created_at: datetime
 
 
-class ProviderOut(Schema):
+class ProviderOut(Out):
     id: int
     name: str
     scim_base_url: str

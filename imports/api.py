@@ -16,6 +16,7 @@ from web.api import idempotency
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, next_url
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id
 
 PROBLEMS_IN_DETAIL = 1000
@@ -85,13 +86,13 @@ router = Router(tags=["imports"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class ImportJobLink(Schema):
+class ImportJobLink(Out):
     id: int
     status: str | None
     url: str
 
 
-class Batch(Schema):
+class Batch(Out):
     id: int
     url: str
     filename: str
@@ -118,7 +119,7 @@ class Batch(Schema):
     report_url: str
 
 
-class RowProblem(Schema):
+class RowProblem(Out):
     row: int | None
     outcome: str
     field: str
@@ -134,7 +135,7 @@ class BatchDetail(Batch):
     problems_truncated: bool
 
 
-class BatchPage(Schema):
+class BatchPage(Out):
     results: list[Batch]
     next: str | None
 

@@ -13,6 +13,7 @@ from web.api import idempotency
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, absolute, next_url
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id, Line, Moment
 
 VIEW_PERMISSION = "jobs.view_job"
@@ -30,7 +31,7 @@ ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 FOUND: dict[int, Any] = {**ERRORS, 404: Problem}
 
 
-class Subject(Schema):
+class Subject(Out):
     id: str | None
     label: str
 
@@ -39,7 +40,7 @@ class SubjectWithType(Subject):
     type: str | None
 
 
-class JobSummary(Schema):
+class JobSummary(Out):
     id: int
     url: str
     type: str
@@ -58,13 +59,13 @@ class JobSummary(Schema):
     is_active: bool
 
 
-class JobError(Schema):
+class JobError(Out):
     class_: str = Field(alias="class")
     message: str
     traceback: str
 
 
-class Attempt(Schema):
+class Attempt(Out):
     number: int
     started_at: datetime | None
     finished_at: datetime | None
@@ -78,7 +79,7 @@ class Attempt(Schema):
     wait_before_next_seconds: float | None
 
 
-class JobEventOut(Schema):
+class JobEventOut(Out):
     kind: str
     kind_label: str
     at: datetime
@@ -95,7 +96,7 @@ class JobDetail(JobSummary):
     events: list[JobEventOut]
 
 
-class JobPage(Schema):
+class JobPage(Out):
     results: list[JobSummary]
     next: str | None = Field(description="The next page's URL, or null on the last page")
     counts: dict[str, int] = Field(description="Jobs per status (of the type filter only)")
@@ -133,7 +134,7 @@ class BulkRequest(JobFilterQuery):
     limit: StrictInt = Field(1000, ge=1, le=BULK_LIMIT, description="At most this many jobs")
 
 
-class JobQueued(Schema):
+class JobQueued(Out):
     """A job started by an action ("Sync now", "Discover now", "Ingest now")."""
 
     job: int
@@ -147,12 +148,12 @@ def queued(request: HttpRequest, job: Job, created: bool) -> dict[str, Any]:
     return {"job": job.pk, "status": job.status, "created": created, "url": url}
 
 
-class BulkResult(Schema):
+class BulkResult(Out):
     count: int = Field(description="How many jobs this call acted on")
     jobs: list[int] = Field(description="Their ids")
 
 
-class RetryResult(Schema):
+class RetryResult(Out):
     retried: bool
     job: JobDetail
 
@@ -162,7 +163,7 @@ class RetryRefused(Problem):
     job: JobDetail
 
 
-class CancelResult(Schema):
+class CancelResult(Out):
     cancelled: bool
     job: JobDetail
 

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
-from ninja import Router, Schema
+from ninja import Router
 
 from identities.api import BadBody, read_json_object
 from pam import queries, services
@@ -16,6 +16,7 @@ from pam.models import AccessSession
 from vault.errors import VaultError
 from web.api.auth import allowed
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id
 
 CHECK_OUT = queries.CHECK_OUT_PERMISSION
@@ -72,19 +73,19 @@ router = Router(tags=["privileged access"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem}
 
 
-class CredentialRef(Schema):
+class CredentialRef(Out):
     id: int
     login: str
     type: str
     url: str
 
 
-class RotationJobLink(Schema):
+class RotationJobLink(Out):
     id: int
     url: str
 
 
-class SessionOut(Schema):
+class SessionOut(Out):
     id: int
     identity: CredentialRef
     holder: str
@@ -98,7 +99,7 @@ class SessionOut(Schema):
     rotation_job: RotationJobLink | None
 
 
-class Revealed(Schema):
+class Revealed(Out):
     password: str
     recorded: bool
     session: SessionOut

@@ -14,6 +14,7 @@ from web.api import forms as api_forms
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
 from web.api.types import Id
 
 VIEW_PERMISSION = "policies.view_violation"
@@ -44,12 +45,12 @@ router = Router(tags=["policies"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class PolicyRef(Schema):
+class PolicyRef(Out):
     id: int
     name: str
 
 
-class ViolationOut(Schema):
+class ViolationOut(Out):
     id: int
     policy: PolicyRef
     kind: str
@@ -67,7 +68,7 @@ class ViolationOut(Schema):
     decided_at: datetime | None
 
 
-class ViolationPage(Schema):
+class ViolationPage(Out):
     results: list[ViolationOut]
     next: str | None
 
@@ -126,7 +127,7 @@ def dismiss_violation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
 # --- policies (the Policies page's create and edit) -----------------------------------------
 
 
-class PolicyOut(Schema):
+class PolicyOut(Out):
     id: int
     name: str
     kind: str

@@ -13,6 +13,7 @@ from trail.models import Source, TrailEntry
 from web.api.auth import allowed
 from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
 from web.api.problems import Problem
+from web.api.schemas import Out
 from web.api.types import Day, Id, Line
 
 VIEW_PERMISSION = "trail.view_trailentry"
@@ -21,19 +22,19 @@ router = Router(tags=["audit trail"])
 ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-class TrailActor(Schema):
+class TrailActor(Out):
     id: int | None
     username: str
 
 
-class TrailTarget(Schema):
+class TrailTarget(Out):
     type: str | None
     id: str | None
     label: str
     url: str | None
 
 
-class TrailEntryOut(Schema):
+class TrailEntryOut(Out):
     id: int
     time: dt.datetime
     actor: TrailActor | None
@@ -46,7 +47,7 @@ class TrailEntryOut(Schema):
     ip: str | None
 
 
-class TrailEntryPage(Schema):
+class TrailEntryPage(Out):
     results: list[TrailEntryOut]
     next: str | None
 

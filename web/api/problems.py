@@ -18,10 +18,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
-from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from pydantic import Field
 
+from web.api.schemas import Out
 from web.inputs import InvalidInputError
 from web.pages import InvalidFilterError
 
@@ -31,7 +31,7 @@ MEDIA_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 
 
-class Problem(Schema):
+class Problem(Out):
     """RFC 9457 problem details."""
 
     type: str = Field("about:blank", description="Always about:blank: the status says it all")
