@@ -40,7 +40,13 @@ def bearer(user: Any) -> dict[str, str]:
 def document(client: Client) -> dict[str, Any]:
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
-    return dict(response.json())
+
+    def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        assert len(keys) == len(set(keys)), f"duplicate keys in the document: {keys}"
+        return dict(pairs)
+
+    return dict(json.loads(response.content, object_pairs_hook=no_duplicate_keys))
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:

@@ -31,7 +31,12 @@ class AccessHiveAPI(NinjaAPI):
         schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
+                # ninja keys responses by int, openapi_extra by str: one key per status.
+                merged: dict[str, Any] = {}
                 for status, response in operation.get("responses", {}).items():
+                    merged[str(status)] = {**merged.get(str(status), {}), **response}
+                operation["responses"] = merged
+                for status, response in merged.items():
                     content = response.get("content", {})
                     if int(status) >= 400 and "application/json" in content:
                         content[MEDIA_TYPE] = content.pop("application/json")
