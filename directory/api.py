@@ -253,10 +253,10 @@ def save_source(request: HttpRequest, kind: str, source: IdentitySource | None) 
 def create_source(request: HttpRequest) -> tuple[int, dict[str, Any]]:
     """Create a directory source of a ``kind``, with that kind's page form fields."""
     kind = api_forms.read_object(request).get("kind")
-    if kind not in SOURCE_FORMS:
+    if not isinstance(kind, str) or kind not in SOURCE_FORMS:
         message = f"kind must be one of: {', '.join(SOURCE_FORMS)}"
         raise ApiError(400, message, {"kind": [message]})
-    source = save_source(request, str(kind), None)
+    source = save_source(request, kind, None)
     return 201, source_data(request, get_or_404(source.pk))
 
 

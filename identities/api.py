@@ -368,7 +368,8 @@ def provider_data(provider: IdentityProvider) -> dict[str, Any]:
     }
 
 
-PLATFORM_BODY = api_forms.body_schema(PlatformForm, objects=("service_account_key",))
+KEY_FIELD = ("service_account_key",)
+PLATFORM_BODY = api_forms.body_schema(PlatformForm, objects=KEY_FIELD)
 PROVIDER_BODY = api_forms.body_schema(IdentityProviderForm)
 
 
@@ -380,7 +381,7 @@ PROVIDER_BODY = api_forms.body_schema(IdentityProviderForm)
 )
 def create_platform(request: HttpRequest) -> tuple[int, dict[str, Any]]:
     """Create a platform, as Settings > Platforms > New does (the key goes to the vault)."""
-    form = api_forms.bind(PlatformForm, api_forms.read_object(request))
+    form = api_forms.bind(PlatformForm, api_forms.read_object(request), objects=KEY_FIELD)
     fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
     key = form.cleaned_data["service_account_key"]
     platform = services.create_platform(service_account_key=key, actor=request.user, **fields)
@@ -399,7 +400,9 @@ def update_platform(request: HttpRequest, platform_id: Id) -> dict[str, Any]:
     platform = queries.get_platform(platform_id)
     if platform is None:
         raise not_found("platform", platform_id)
-    form = api_forms.bind(PlatformForm, api_forms.read_object(request), instance=platform)
+    form = api_forms.bind(
+        PlatformForm, api_forms.read_object(request), objects=KEY_FIELD, instance=platform
+    )
     fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
     key = form.cleaned_data["service_account_key"]
     platform = services.update_platform(

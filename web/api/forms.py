@@ -27,35 +27,54 @@ def read_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def bind(form_class: Any, body: dict[str, Any], **kwargs: Any) -> Any:
+def _kinds(field: forms.Field, name: str, objects: tuple[str, ...]) -> list[str]:
+    """The JSON types a form field takes over the API (documented and enforced alike)."""
+    kinds = ["string"]
+    if isinstance(field, forms.IntegerField | forms.ModelChoiceField):
+        kinds = ["integer", "string"]
+    if isinstance(field, forms.BooleanField):
+        kinds = ["boolean"]
+    if name in objects:
+        kinds.append("object")
+    if not field.required:
+        kinds.append("null")
+    return kinds
+
+
+JSON_KINDS: dict[type, str] = {str: "string", int: "integer", bool: "boolean", dict: "object"}
+
+
+def bind(
+    form_class: Any, body: dict[str, Any], *, objects: tuple[str, ...] = (), **kwargs: Any
+) -> Any:
     """The form bound to a JSON body and validated; a 400 problem naming each field
-    otherwise. Objects are passed to the form as JSON text (a service-account key)."""
-    fields = list(form_class.base_fields)
+    otherwise. An object field (a service-account key) reaches the form as JSON text."""
+    fields = form_class.base_fields
     errors: dict[str, list[str]] = {}
     data: dict[str, Any] = {}
     for name, value in body.items():
         if name not in fields:
             errors[name] = [f"Unknown field. Expected: {', '.join(fields)}."]
-        elif isinstance(value, dict):
+            continue
+        kinds = _kinds(fields[name], name, objects)
+        kind = "null" if value is None else JSON_KINDS.get(type(value), "")
+        if kind not in kinds:
+            errors[name] = [f"Must be {' or '.join(kinds)}."]
+        elif kind == "object":
             data[name] = json.dumps(value)
-        elif isinstance(value, bool):
+        elif kind == "boolean":
             data[name] = "on" if value else ""
-        elif isinstance(value, str | int):
+        elif kind != "null":
             data[name] = value
-        elif value is not None:
-            errors[name] = ["Must be a string, a whole number or true/false."]
     if errors:
         raise ApiError(400, "invalid body: see errors", errors)
     form = form_class(data=data, **kwargs)
     if not form.is_valid():
-        raise ApiError(
-            400,
-            "invalid body: see errors",
-            {
-                field: [e["message"] for e in items]
-                for field, items in form.errors.get_json_data().items()
-            },
-        )
+        errors = {
+            field: [item["message"] for item in items]
+            for field, items in form.errors.get_json_data().items()
+        }
+        raise ApiError(400, "invalid body: see errors", errors)
     return form
 
 
@@ -63,15 +82,7 @@ def body_schema(form_class: Any, *, objects: tuple[str, ...] = ()) -> dict[str, 
     """The openapi_extra describing a JSON body with the form's fields."""
     properties: dict[str, Any] = {}
     for name, field in form_class.base_fields.items():
-        kinds: list[str] = ["string"]
-        if isinstance(field, forms.IntegerField | forms.ModelChoiceField):
-            kinds = ["integer", "string"]
-        if isinstance(field, forms.BooleanField):
-            kinds = ["boolean"]
-        if name in objects:
-            kinds.append("object")
-        if not field.required:
-            kinds.append("null")
+        kinds = _kinds(field, name, objects)
         described: dict[str, Any] = {}
         if field.help_text:
             described["description"] = str(field.help_text)
