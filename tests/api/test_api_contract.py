@@ -498,3 +498,25 @@ def test_a_multipart_body_without_boundary_is_a_400(client: Client, db: None) ->
         reverse("imports:api-list"), b"x", content_type="multipart/form-data", headers=bearer(admin)
     )
     assert_problem(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("directory:api-sources", {"kind": {}}, "kind"),
+        ("identities:api-platforms", {"name": {}, "kind": "aws"}, "name"),
+        (
+            "identities:api-platforms",
+            {"name": "x", "kind": "aws", "service_account_key": 0},
+            "service_account_key",
+        ),
+        ("policies:api-policies", {"enabled": "yes"}, "enabled"),
+    ],
+)
+def test_form_bodies_refuse_the_wrong_json_type(
+    client: Client, db: None, route: str, body: dict[str, Any], field: str
+) -> None:
+    """Found by schemathesis: a value of a type the document does not give the field."""
+    admin = factories.make_user("root", superuser=True)
+    response = send(client, "POST", reverse(route), body, admin)
+    assert field in assert_problem(response, 400)["errors"]
