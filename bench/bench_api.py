@@ -2,8 +2,9 @@
 
 One run, one database of N jobs (bench_dashboard's loader): the old jobs/api.py is read from
 git at the commit before the move (BEFORE_COMMIT) and imported beside the new API; each timed
-round calls the old view, then the new one, for the same request, plus the bare SELECT of the
-page through psycopg. Run: .venv/bin/python bench/bench_api.py [--rows N] [--runs N]
+round calls the old view and the new one (alternating which goes first) for the same request,
+plus the bare SELECT of the page through psycopg.
+Run: .venv/bin/python bench/bench_api.py [--rows N] [--runs N]
 """
 
 import argparse
@@ -114,9 +115,13 @@ def main() -> int:
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as raw:
             for run in range(3 + args.runs):
                 for name, path, old, new, kwargs in cases:
+                    # Alternate which goes first, so neither always meets a warmer cache.
+                    first, second = (old, new) if run % 2 == 0 else (new, old)
+                    one = timed(partial(call, first, request(path), kwargs))
+                    two = timed(partial(call, second, request(path), kwargs))
                     times = (
-                        timed(partial(call, old, request(path), kwargs)),
-                        timed(partial(call, new, request(path), kwargs)),
+                        one if first is old else two,
+                        two if first is old else one,
                         timed(partial(raw_rows, raw, sql[name])),
                     )
                     if run >= 3:
