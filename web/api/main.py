@@ -92,10 +92,6 @@ def api_path(route: str, name: str) -> URLPattern:
     return path(PREFIX + route, _PATTERNS[route].callback, name=name)
 
 
-def declared_routes() -> set[str]:
-    return set(_PATTERNS)
-
-
 def root_patterns() -> tuple[list[Any], str]:
     """The document, the docs page and the API root, for the ``api`` namespace."""
     return _ROOT, "api"
