@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from assets import queries, services
@@ -108,9 +108,9 @@ def get_asset(request: HttpRequest, asset_id: Id) -> dict[str, Any]:
     response={202: JobQueued, 404: Problem, **ERRORS},
     auth=allowed(VIEW_PERMISSION, DISCOVER_PERMISSION),
 )
-def discover_now(request: HttpRequest, platform_id: Id) -> tuple[int, dict[str, Any]]:
+def discover_now(request: HttpRequest, platform_id: Id) -> Status[dict[str, Any]]:
     """Discover now: queue an asset discovery of a Google Workspace platform (or answer
     the one already on its way)."""
     platform = get_google_workspace_platform_or_404(platform_id)
     job, created = services.discover_now(platform, actor=request.user)
-    return 202, queued(request, job, created)
+    return Status(202, queued(request, job, created))

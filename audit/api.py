@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from audit import queries, services
@@ -182,9 +182,9 @@ def get_event(request: HttpRequest, event_id: Id) -> dict[str, Any]:
     response={202: JobQueued, 404: Problem, **ERRORS},
     auth=allowed(VIEW_PERMISSION, INGEST_NOW),
 )
-def ingest_now(request: HttpRequest, platform_id: Id) -> tuple[int, dict[str, Any]]:
+def ingest_now(request: HttpRequest, platform_id: Id) -> Status[dict[str, Any]]:
     """Ingest now: queue an audit-log ingestion of a Google Workspace platform (or answer
     the one already on its way)."""
     platform = get_google_workspace_platform_or_404(platform_id)
     job, created = services.ingest_now(platform, actor=request.user)
-    return 202, queued(request, job, created)
+    return Status(202, queued(request, job, created))

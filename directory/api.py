@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field, StrictBool
 
 from directory import queries, services
@@ -166,7 +166,7 @@ def get_source(request: HttpRequest, source_id: Id) -> dict[str, Any]:
 )
 def sync_source(
     request: HttpRequest, source_id: Id, body: SyncRequest | None = None
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     """Sync now: queue a sync of the source (the page's "Sync now")."""
     source = get_or_404(source_id)
     force = body.force if body else False
@@ -174,7 +174,7 @@ def sync_source(
         job = services.request_sync(source, actor=request.user, force=force)
     except services.SyncAlreadyQueued as exc:
         raise ApiError(409, str(exc), job=exc.job.pk) from None
-    return 202, {"job": job.pk, "status": job.status}
+    return Status(202, {"job": job.pk, "status": job.status})
 
 
 def event_data(event: DirectoryEvent) -> dict[str, Any]:
@@ -250,14 +250,14 @@ def save_source(request: HttpRequest, kind: str, source: IdentitySource | None) 
     auth=allowed(VIEW_SOURCE, ADD_SOURCE),
     openapi_extra=source_body(),
 )
-def create_source(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+def create_source(request: HttpRequest) -> Status[dict[str, Any]]:
     """Create a directory source of a ``kind``, with that kind's page form fields."""
     kind = api_forms.read_object(request).get("kind")
     if not isinstance(kind, str) or kind not in SOURCE_FORMS:
         message = f"kind must be one of: {', '.join(SOURCE_FORMS)}"
         raise ApiError(400, message, {"kind": [message]})
     source = save_source(request, kind, None)
-    return 201, source_data(request, get_or_404(source.pk))
+    return Status(201, source_data(request, get_or_404(source.pk)))
 
 
 @router.put(

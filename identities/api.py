@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from identities import queries, services
@@ -379,13 +379,13 @@ PROVIDER_BODY = api_forms.body_schema(IdentityProviderForm)
     auth=allowed(ADD_PLATFORM),
     openapi_extra=PLATFORM_BODY,
 )
-def create_platform(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+def create_platform(request: HttpRequest) -> Status[dict[str, Any]]:
     """Create a platform, as Settings > Platforms > New does (the key goes to the vault)."""
     form = api_forms.bind(PlatformForm, api_forms.read_object(request), objects=KEY_FIELD)
     fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
     key = form.cleaned_data["service_account_key"]
     platform = services.create_platform(service_account_key=key, actor=request.user, **fields)
-    return 201, platform_data(platform)
+    return Status(201, platform_data(platform))
 
 
 @router.put(
@@ -417,14 +417,14 @@ def update_platform(request: HttpRequest, platform_id: Id) -> dict[str, Any]:
     auth=allowed(ADD_PROVIDER),
     openapi_extra=PROVIDER_BODY,
 )
-def create_provider(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+def create_provider(request: HttpRequest) -> Status[dict[str, Any]]:
     """Create a SCIM identity provider (the token goes to the vault)."""
     form = api_forms.bind(IdentityProviderForm, api_forms.read_object(request))
     fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
     provider = services.create_identity_provider(
         token=form.cleaned_data["scim_token"], actor=request.user, **fields
     )
-    return 201, provider_data(provider)
+    return Status(201, provider_data(provider))
 
 
 @router.put(

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field, StrictInt, WithJsonSchema
 
 from jobs import queries, serializers, services
@@ -218,7 +218,7 @@ def get_job(request: HttpRequest, job_id: Id) -> dict[str, Any]:
     auth=allowed(VIEW_PERMISSION, RETRY_PERMISSION),
     by_alias=True,
 )
-def retry_job(request: HttpRequest, job_id: Id) -> tuple[int, dict[str, Any]]:
+def retry_job(request: HttpRequest, job_id: Id) -> Status[dict[str, Any]]:
     """Retry a failed job with a fresh retry budget; 409 (retried: false) if it is not failed."""
     job = get_or_404(job_id)
     retried = services.retry_job(job, actor=request.user)
@@ -230,7 +230,7 @@ def retry_job(request: HttpRequest, job_id: Id) -> tuple[int, dict[str, Any]]:
             retried=False,
             job=JobDetail.model_validate(detail(request, job)).model_dump(by_alias=True),
         )
-    return 202, {"retried": True, "job": detail(request, job)}
+    return Status(202, {"retried": True, "job": detail(request, job)})
 
 
 @router.post(

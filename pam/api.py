@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
-from ninja import Router
+from ninja import Router, Status
 
 from identities.api import BadBody, read_json_object
 from pam import queries, services
@@ -138,7 +138,7 @@ def pam_refusal(exc: services.PamError) -> ApiError:
     auth=allowed(VIEW_IDENTITY, CHECK_OUT),
     openapi_extra=CHECK_OUT_BODY,
 )
-def check_out(request: HttpRequest, identity_id: Id) -> tuple[int, dict[str, Any]]:
+def check_out(request: HttpRequest, identity_id: Id) -> Status[dict[str, Any]]:
     """Check out a shared credential for a while, with a reason."""
     try:
         reason, minutes = parse_check_out(read_json_object(request))
@@ -151,7 +151,7 @@ def check_out(request: HttpRequest, identity_id: Id) -> tuple[int, dict[str, Any
         session = services.check_out(identity, actor=request.user, reason=reason, minutes=minutes)
     except services.PamError as exc:
         raise pam_refusal(exc) from None
-    return 201, session_data(request, session)
+    return Status(201, session_data(request, session))
 
 
 # The holder may always check in, others need the admin permission; the service decides

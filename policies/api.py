@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from policies import queries, services
@@ -170,9 +170,9 @@ def save(request: HttpRequest, policy: Policy | None) -> Policy:
     auth=allowed("policies.add_policy"),
     openapi_extra=POLICY_BODY,
 )
-def create_policy(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+def create_policy(request: HttpRequest) -> Status[dict[str, Any]]:
     """Create a policy, as Policies > New does."""
-    return 201, policy_data(save(request, None))
+    return Status(201, policy_data(save(request, None)))
 
 
 @router.put(
