@@ -168,11 +168,15 @@ def as_problem(response: HttpResponse) -> HttpResponse:
     elif response.status_code == 404:
         detail = "no such API endpoint; see /api/v1/docs"
     elif response.status_code == 405:
-        detail = f"method not allowed; use {response.get('Allow', 'another method')}"
+        allowed = ", ".join(sorted(m.strip() for m in response.get("Allow", "").split(",")))
+        detail = f"method not allowed; use {allowed or 'another method'}"
     replacement = problem(response.status_code, detail)
-    for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+    for header in ("WWW-Authenticate", "Retry-After"):
         if header in response:
             replacement[header] = response[header]
+    if "Allow" in response:
+        # ninja lists a path's methods in set order; clients and tests want one order.
+        replacement["Allow"] = ", ".join(sorted(m.strip() for m in response["Allow"].split(",")))
     return replacement
 
 
