@@ -93,6 +93,9 @@ INSTALLED_APPS = [
     "trail",
     "sso",
     "django.forms",  # its widget templates, for FORM_RENDERER below
+    "web",
+    # django-ninja: the typed API (web/api); listed for its Swagger UI static files.
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -100,6 +103,8 @@ MIDDLEWARE = [
     # the HTTPS redirect below would refuse.
     "ops.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Every error answer under /api/ as an RFC 9457 problem (JSON), whoever produced it.
+    "web.api.problems.ProblemDetailsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -8,6 +8,8 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from ops import views as ops_views
+from web.api import problems
+from web.api.main import root_patterns
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list", permanent=False)),
@@ -34,4 +36,8 @@ urlpatterns = [
     path("", include("trail.urls")),
     path("", include("sso.urls")),
     path("", include("accounts.urls")),
+    path("api/v1/", include(root_patterns(), namespace="api")),
 ]
+
+# Pages keep Django's error pages; under /api/ a crash outside the API's views is a problem too.
+handler500 = problems.server_error_view

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from assets import api, views
+from assets import views
+from web.api.main import api_path
 
 app_name = "assets"
 
@@ -12,6 +13,7 @@ urlpatterns = [
     path("assets/platforms/", views.platform_list, name="platform-list"),
     path("assets/platforms/<int:platform_id>/", views.platform_detail, name="platform"),
     path("assets/platforms/<int:platform_id>/discover/", views.discover, name="discover"),
-    path("api/v1/assets/", api.asset_list, name="api-list"),
-    path("api/v1/assets/<int:asset_id>/", api.asset_detail, name="api-detail"),
+    api_path("assets/", "api-list"),
+    api_path("assets/<int:asset_id>/", "api-detail"),
+    api_path("assets/platforms/<int:platform_id>/discover/", "api-discover"),
 ]

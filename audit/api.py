@@ -1,16 +1,26 @@
-"""The audit-events JSON API (/api/v1/audit-events/): list and detail, over session or
-bearer-token auth, with the audit log page's filters and keyset paging."""
+"""The audit-events API (/api/v1/audit-events/): list and detail, with the audit log page's
+filters and keyset paging."""
 
-from typing import Any
-from urllib.parse import urlencode
+import datetime as dt
+from typing import Annotated, Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest
 from django.urls import reverse
+from ninja import Query, Router, Schema, Status
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from audit import queries
+from audit import queries, services
 from audit.models import AuditEvent
-from jobs.api import endpoint, error
-from web.pages import InvalidFilterError
+from audit.views import INGEST_NOW
+from connectors.google_reports import APPLICATIONS
+from identities.queries import get_google_workspace_platform_or_404
+from jobs.api import JobQueued, queued
+from web.api.auth import allowed
+from web.api.paging import as_params, next_url
+from web.api.problems import Problem, not_found
+from web.api.schemas import Out
+from web.api.types import Id, Line, Moment
+from web.inputs import EARLIEST, LATEST, InvalidInputError
 
 VIEW_PERMISSION = "audit.view_auditevent"
 
@@ -43,35 +53,138 @@ def event_data(request: HttpRequest, event: AuditEvent, *, parameters: bool) -> 
     return data
 
 
-@endpoint("GET", VIEW_PERMISSION)
-def event_list(request: HttpRequest) -> HttpResponse:
+router = Router(tags=["audit"])
+ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
+CURSOR_PATTERN = "^-?[0-9]{1,19}_[0-9]{1,19}$"
+
+
+def _cursor(raw: str) -> str:
+    """A page cursor (microseconds_id) whose time lies within web.inputs' range."""
+    micros, _, event_id = raw.partition("_")
     try:
-        filters = queries.parse_filters(request.GET)
-        before = queries.parse_before(request.GET)
-    except InvalidFilterError as exc:
-        return error(400, exc.message, parameter=exc.parameter)
-    page = queries.list_events(filters, before=before, with_parameters=True)
-    next_url = None
-    if page.next_before:
-        query = urlencode({**filters.as_query(), "before": str(page.next_before)})
-        next_url = request.build_absolute_uri(f"{reverse('audit:api-list')}?{query}")
-    return JsonResponse(
+        seconds = int(micros) // 1_000_000
+        moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+        if not (EARLIEST <= moment <= LATEST and int(event_id) > 0):
+            raise ValueError
+    except (ValueError, OverflowError, OSError):
+        raise InvalidInputError("before", "before must be a page cursor from a next URL") from None
+    return raw
+
+
+AuditCursor = Annotated[
+    Line,
+    AfterValidator(_cursor),
+    WithJsonSchema(
         {
-            "results": [event_data(request, event, parameters=True) for event in page.events],
-            "next": next_url,
+            "type": "string",
+            "pattern": CURSOR_PATTERN,
+            "description": "Keyset cursor (time_id of the last event shown); `next` carries it",
         }
-    )
+    ),
+]
+Application = Annotated[Line, WithJsonSchema({"type": "string", "enum": list(APPLICATIONS)})]
 
 
-@endpoint("GET", VIEW_PERMISSION)
-def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
+class AuditPlatform(Out):
+    id: int
+    name: str
+
+
+class AuditActor(Out):
+    email: str | None
+    profile_id: str | None
+    caller_type: str | None
+
+
+class GoogleId(Out):
+    time: dt.datetime
+    unique_qualifier: str | int
+    event_index: int
+
+
+class AuditEventOut(Out):
+    id: int
+    url: str
+    time: dt.datetime
+    platform: AuditPlatform
+    application: str
+    event_name: str
+    event_type: str
+    actor: AuditActor
+    ip_address: str | None
+    google_id: GoogleId
+    malformed: bool
+    ingested_at: dt.datetime
+    parameters: Any
+
+
+class ActivitySibling(Out):
+    id: int
+    event_index: int
+    event_name: str
+
+
+class AuditEventDetail(AuditEventOut):
+    problems: Any
+    activity_events: list[ActivitySibling]
+
+
+class AuditEventPage(Out):
+    results: list[AuditEventOut]
+    next: str | None
+
+
+class AuditEventQuery(Schema):
+    platform: Id | None = Field(None, description="A platform id")
+    actor: Line | None = Field(None, description="The actor's email address")
+    application: Application | None = None
+    event: Line | None = Field(None, description="An event name")
+    since: Moment | None = None
+    until: Moment | None = None
+    before: AuditCursor | None = None
+
+
+@router.get(
+    "audit-events/", response={200: AuditEventPage, **ERRORS}, auth=allowed(VIEW_PERMISSION)
+)
+def list_events(request: HttpRequest, query: Query[AuditEventQuery]) -> dict[str, Any]:
+    """Google Workspace audit events newest first, filtered like the audit log page."""
+    params = as_params(query)
+    filters = queries.parse_filters(params)
+    page = queries.list_events(filters, before=queries.parse_before(params), with_parameters=True)
+    return {
+        "results": [event_data(request, event, parameters=True) for event in page.events],
+        "next": next_url(request, "audit:api-list", filters.as_query(), page.next_before),
+    }
+
+
+@router.get(
+    "audit-events/{int:event_id}/",
+    response={200: AuditEventDetail, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION),
+)
+def get_event(request: HttpRequest, event_id: Id) -> dict[str, Any]:
+    """One audit event, its problems and the other events of the same activity."""
     event = queries.get_event(event_id)
     if event is None:
-        return error(404, f"no audit event with id {event_id}")
+        raise not_found("audit event", event_id)
     data = event_data(request, event, parameters=True)
     data["problems"] = event.problems
     data["activity_events"] = [
         {"id": sibling.pk, "event_index": sibling.event_index, "event_name": sibling.event_name}
         for sibling in queries.list_activity_events(event)
     ]
-    return JsonResponse(data)
+    return data
+
+
+@router.post(
+    "audit/platforms/{int:platform_id}/ingest/",
+    response={202: JobQueued, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION, INGEST_NOW),
+)
+def ingest_now(request: HttpRequest, platform_id: Id) -> Status[dict[str, Any]]:
+    """Ingest now: queue an audit-log ingestion of a Google Workspace platform (or answer
+    the one already on its way)."""
+    platform = get_google_workspace_platform_or_404(platform_id)
+    job, created = services.ingest_now(platform, actor=request.user)
+    return Status(202, queued(request, job, created))

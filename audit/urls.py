@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from audit import api, views
+from audit import views
+from web.api.main import api_path
 
 app_name = "audit"
 
@@ -12,6 +13,7 @@ urlpatterns = [
     path("audit/platforms/", views.platform_list, name="platform-list"),
     path("audit/platforms/<int:platform_id>/", views.platform_settings, name="platform"),
     path("audit/platforms/<int:platform_id>/ingest/", views.ingest_now, name="ingest"),
-    path("api/v1/audit-events/", api.event_list, name="api-list"),
-    path("api/v1/audit-events/<int:event_id>/", api.event_detail, name="api-detail"),
+    api_path("audit-events/", "api-list"),
+    api_path("audit-events/<int:event_id>/", "api-detail"),
+    api_path("audit/platforms/<int:platform_id>/ingest/", "api-ingest"),
 ]

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from directory import api, views
+from directory import views
+from web.api.main import api_path
 
 app_name = "directory"
 
@@ -16,8 +17,9 @@ urlpatterns = [
     path("directory/runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("directory/events/", views.event_list, name="event-list"),
     path("directory/events/<int:event_id>/", views.event_detail, name="event-detail"),
-    path("api/v1/directory/sources/", api.source_collection, name="api-sources"),
-    path("api/v1/directory/sources/<int:source_id>/", api.source_detail, name="api-source"),
-    path("api/v1/directory/sources/<int:source_id>/sync/", api.source_sync, name="api-sync"),
-    path("api/v1/directory/events/", api.event_collection, name="api-events"),
+    api_path("directory/sources/", "api-sources"),
+    api_path("directory/sources/<int:source_id>/", "api-source"),
+    api_path("directory/sources/<int:source_id>/sync/", "api-sync"),
+    api_path("directory/sources/<int:source_id>/rule/", "api-rule"),
+    api_path("directory/events/", "api-events"),
 ]

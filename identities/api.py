@@ -1,21 +1,34 @@
-"""The identities JSON API (/api/v1/identities/): list, create and detail over session or
-bearer-token auth; creation is validated by the very form classes the pages use."""
+"""The identities API (/api/v1/identities/): list, create and detail; creation is validated
+by the very form classes the pages use."""
 
 import json
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
 
 from identities import queries, services
-from identities.forms import IDENTITY_FORMS, IdentityForm
-from identities.models import Identity, IdentityType
-from jobs.api import endpoint, error
-from jobs.models import Job
-from web.pages import InvalidFilterError
+from identities.forms import IDENTITY_FORMS, IdentityForm, IdentityProviderForm, PlatformForm
+from identities.models import (
+    Identity,
+    IdentityProvider,
+    IdentityStatus,
+    IdentityType,
+    Platform,
+)
+from jobs.models import Job, JobStatus
+from web.api import forms as api_forms
+from web.api import idempotency
+from web.api.auth import allowed
+from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
+from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
+from web.api.types import Id
+from web.inputs import InvalidInputError, load_json
 
 VIEW_PERMISSION = "identities.view_identity"
 ADD_PERMISSION = "identities.add_identity"
@@ -33,8 +46,8 @@ class BadBody(ValueError):
         self.errors = errors
 
 
-def invalid(errors: dict[str, list[str]]) -> JsonResponse:
-    return error(400, "invalid identity: see errors", errors=errors)
+def invalid(errors: dict[str, list[str]]) -> ApiError:
+    return ApiError(400, "invalid identity: see errors", errors)
 
 
 # --- serialisation --------------------------------------------------------------------------
@@ -105,9 +118,9 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise too_big
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadBody({"body": ["The body is not JSON."]}) from None
+        body = load_json(raw)
+    except InvalidInputError as exc:
+        raise BadBody({"body": [exc.message]}) from None
     if not isinstance(body, dict):
         raise BadBody({"body": ["The body must be a JSON object."]})
     return body
@@ -154,69 +167,280 @@ def form_errors(form: IdentityForm) -> dict[str, list[str]]:
     }
 
 
+# --- schemas --------------------------------------------------------------------------------
+
+router = Router(tags=["identities"])
+ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
+
+
+class IdentityPlatform(Out):
+    id: int
+    name: str
+
+
+class IdentitySummary(Out):
+    id: int
+    type: IdentityType
+    type_label: str
+    status: IdentityStatus
+    status_label: str
+    platform: IdentityPlatform
+    display_name: str
+    login: str
+    created_at: datetime
+    created_by: str | None
+    url: str
+
+
+class IdentityJob(Out):
+    id: int
+    type: str
+    type_label: str
+    status: JobStatus
+    status_label: str
+    url: str
+
+
+class IdentityDetail(IdentitySummary):
+    given_name: str
+    family_name: str
+    org_unit_path: str
+    gws_user_id: str
+    idp_user_id: str
+    secret_ref: str | None = Field(description="The vault reference; never the secret")
+    updated_at: datetime
+    jobs: list[IdentityJob]
+
+
+class IdentityPage(Out):
+    results: list[IdentitySummary]
+    next: str | None = Field(description="The next page's URL, or null on the last page")
+
+
+class IdentityQuery(Schema):
+    status: IdentityStatus | None = None
+    type: IdentityType | None = None
+    platform: Id | None = Field(None, description="A platform id")
+    before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
+
+
+def create_body_schema() -> dict[str, Any]:
+    """The create body per identity type, from the page's form fields (which validate it)."""
+    variants = []
+    for key, form_class in IDENTITY_FORMS.items():
+        fields = [name for name in form_class.base_fields if name not in FILE_ONLY_FIELDS]
+        properties: dict[str, Any] = {"type": {"const": key}}
+        for name in fields:
+            field = form_class.base_fields[name]
+            described = {"description": str(field.help_text)} if field.help_text else {}
+            properties[name] = {"type": ["string", "integer"], **described}
+        if key == IdentityType.SERVICE_ACCOUNT and "json_key" not in properties:
+            properties["json_key"] = {"type": ["string", "object"]}
+        required = ["type"] + [n for n in fields if form_class.base_fields[n].required]
+        variants.append(
+            {
+                "type": "object",
+                "title": str(IdentityType(key).label),
+                "properties": properties,
+                "required": required,
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": variants}}},
+        },
+        **idempotency.HEADER_DOC,
+    }
+
+
 # --- endpoints ------------------------------------------------------------------------------
 
 
-@csrf_exempt
-def identity_collection(request: HttpRequest) -> HttpResponse:
-    """/api/v1/identities/: GET lists, POST creates."""
-    if request.method == "POST":
-        return identity_create(request)
-    if request.method == "GET":
-        return identity_list(request)
-    response = error(405, f"method {request.method} not allowed; use GET or POST")
-    response["Allow"] = "GET, POST"
-    return response
-
-
-@endpoint("GET", VIEW_PERMISSION)
-def identity_list(request: HttpRequest) -> HttpResponse:
-    try:
-        filters = queries.parse_filters(request.GET)
-        before = queries.parse_before(request.GET)
-    except InvalidFilterError as exc:
-        return error(400, exc.message, parameter=exc.parameter)
-    page = queries.list_identities(filters, before=before)
-    next_url = None
-    if page.next_before:
-        query = urlencode({**filters.as_query(), "before": str(page.next_before)})
-        next_url = request.build_absolute_uri(f"{reverse('identities:api-list')}?{query}")
-    return JsonResponse(
-        {
-            "results": [identity_summary(request, identity) for identity in page.identities],
-            "next": next_url,
-        }
-    )
+@router.get("identities/", response={200: IdentityPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
+def list_identities(request: HttpRequest, query: Query[IdentityQuery]) -> dict[str, Any]:
+    """Identities newest first, filtered like the identities page."""
+    params = as_params(query, "before")
+    filters = queries.parse_filters(params)
+    page = queries.list_identities(filters, before=query.before)
+    return {
+        "results": [identity_summary(request, identity) for identity in page.identities],
+        "next": next_url(request, "identities:api-list", filters.as_query(), page.next_before),
+    }
 
 
 # Creating needs viewing too: the answer is the new identity.
-@endpoint("POST", VIEW_PERMISSION, ADD_PERMISSION)
-def identity_create(request: HttpRequest) -> HttpResponse:
-    try:
-        body = read_json_object(request)
-        form_class = form_class_for(body)
-        form = form_class(data=form_data(form_class, body))
-    except BadBody as exc:
-        return invalid(exc.errors)
-    if not form.is_valid():
-        return invalid(form_errors(form))
-    try:
-        identity = services.create_identity(form.to_input(), actor=request.user)
-    except services.DuplicateIdentityError as exc:
-        return invalid({form.login_field: [str(exc)]})
-    response = JsonResponse(
-        identity_detail_data(request, identity, services.list_identity_jobs(identity)),
-        status=201,
-    )
-    response["Location"] = api_url(request, identity.pk)
-    return response
+@router.post(
+    "identities/",
+    response={201: IdentityDetail, 409: Problem, 413: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION, ADD_PERMISSION),
+    openapi_extra=create_body_schema(),
+)
+def create_identity(request: HttpRequest) -> HttpResponse:
+    """Create an identity of any type; the body has the fields of that type's page form.
+    Secrets go to the vault; the answer holds only the vault reference."""
+
+    def run() -> tuple[int, dict[str, Any]]:
+        try:
+            body = read_json_object(request)
+            form_class = form_class_for(body)
+            form = form_class(data=form_data(form_class, body))
+        except BadBody as exc:
+            raise invalid(exc.errors) from None
+        if not form.is_valid():
+            raise invalid(form_errors(form))
+        try:
+            identity = services.create_identity(form.to_input(), actor=request.user)
+        except services.DuplicateIdentityError as exc:
+            raise invalid({form.login_field: [str(exc)]}) from None
+        jobs = services.list_identity_jobs(identity)
+        return 201, IdentityDetail.model_validate(
+            identity_detail_data(request, identity, jobs)
+        ).model_dump(mode="json")
+
+    return idempotency.create_once(request, run, location=lambda body: str(body["url"]))
 
 
-@endpoint("GET", VIEW_PERMISSION)
-def identity_detail(request: HttpRequest, identity_id: int) -> HttpResponse:
+@router.get(
+    "identities/{int:identity_id}/",
+    response={200: IdentityDetail, 404: Problem, **ERRORS},
+    auth=allowed(VIEW_PERMISSION),
+)
+def get_identity(request: HttpRequest, identity_id: Id) -> dict[str, Any]:
+    """One identity: its fields, its vault reference (never the secret) and its jobs."""
     identity = queries.get_identity(identity_id)
     if identity is None:
-        return error(404, f"no identity with id {identity_id}")
-    return JsonResponse(
-        identity_detail_data(request, identity, services.list_identity_jobs(identity))
+        raise not_found("identity", identity_id)
+    return identity_detail_data(request, identity, services.list_identity_jobs(identity))
+
+
+# --- platforms and identity providers (the Settings pages' create and edit) -----------------
+
+ADD_PLATFORM = "identities.add_platform"
+CHANGE_PLATFORM = "identities.change_platform"
+ADD_PROVIDER = "identities.add_identityprovider"
+CHANGE_PROVIDER = "identities.change_identityprovider"
+SAVED: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
+
+
+class PlatformOut(Out):
+    id: int
+    name: str
+    kind: str
+    identity_provider: int | None
+    primary_domain: str
+    customer_id: str
+    admin_email: str
+    api_endpoint: str
+    service_account_key_stored: bool = Field(description="The key itself is only in the vault")
+    created_at: datetime
+
+
+class ProviderOut(Out):
+    id: int
+    name: str
+    scim_base_url: str
+    scim_token_stored: bool = Field(description="The token itself is only in the vault")
+
+
+def platform_data(platform: Platform) -> dict[str, Any]:
+    return {
+        "id": platform.pk,
+        "name": platform.name,
+        "kind": platform.kind,
+        "identity_provider": platform.identity_provider_id,
+        "primary_domain": platform.primary_domain,
+        "customer_id": platform.customer_id,
+        "admin_email": platform.admin_email,
+        "api_endpoint": platform.api_endpoint,
+        "service_account_key_stored": bool(platform.service_account_key_ref),
+        "created_at": platform.created_at,
+    }
+
+
+def provider_data(provider: IdentityProvider) -> dict[str, Any]:
+    return {
+        "id": provider.pk,
+        "name": provider.name,
+        "scim_base_url": provider.scim_base_url,
+        "scim_token_stored": bool(provider.token_ref),
+    }
+
+
+KEY_FIELD = ("service_account_key",)
+PLATFORM_BODY = api_forms.body_schema(PlatformForm, objects=KEY_FIELD)
+PROVIDER_BODY = api_forms.body_schema(IdentityProviderForm)
+
+
+@router.post(
+    "platforms/",
+    response={201: PlatformOut, **SAVED},
+    auth=allowed(ADD_PLATFORM),
+    openapi_extra=PLATFORM_BODY,
+)
+def create_platform(request: HttpRequest) -> Status[dict[str, Any]]:
+    """Create a platform, as Settings > Platforms > New does (the key goes to the vault)."""
+    form = api_forms.bind(PlatformForm, api_forms.read_object(request), objects=KEY_FIELD)
+    fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
+    key = form.cleaned_data["service_account_key"]
+    platform = services.create_platform(service_account_key=key, actor=request.user, **fields)
+    return Status(201, platform_data(platform))
+
+
+@router.put(
+    "platforms/{int:platform_id}/",
+    response={200: PlatformOut, 404: Problem, **SAVED},
+    auth=allowed(CHANGE_PLATFORM),
+    openapi_extra=PLATFORM_BODY,
+)
+def update_platform(request: HttpRequest, platform_id: Id) -> dict[str, Any]:
+    """Save a platform's settings, as its edit page does: every field is sent; a key left
+    out keeps the stored one."""
+    platform = queries.get_platform(platform_id)
+    if platform is None:
+        raise not_found("platform", platform_id)
+    form = api_forms.bind(
+        PlatformForm, api_forms.read_object(request), objects=KEY_FIELD, instance=platform
     )
+    fields = {name: form.cleaned_data[name] for name in PlatformForm.Meta.fields}
+    key = form.cleaned_data["service_account_key"]
+    platform = services.update_platform(
+        platform, service_account_key=key, actor=request.user, **fields
+    )
+    return platform_data(platform)
+
+
+@router.post(
+    "identity-providers/",
+    response={201: ProviderOut, **SAVED},
+    auth=allowed(ADD_PROVIDER),
+    openapi_extra=PROVIDER_BODY,
+)
+def create_provider(request: HttpRequest) -> Status[dict[str, Any]]:
+    """Create a SCIM identity provider (the token goes to the vault)."""
+    form = api_forms.bind(IdentityProviderForm, api_forms.read_object(request))
+    fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
+    provider = services.create_identity_provider(
+        token=form.cleaned_data["scim_token"], actor=request.user, **fields
+    )
+    return Status(201, provider_data(provider))
+
+
+@router.put(
+    "identity-providers/{int:provider_id}/",
+    response={200: ProviderOut, 404: Problem, **SAVED},
+    auth=allowed(CHANGE_PROVIDER),
+    openapi_extra=PROVIDER_BODY,
+)
+def update_provider(request: HttpRequest, provider_id: Id) -> dict[str, Any]:
+    """Save an identity provider, as its edit page does; a token left out keeps the stored one."""
+    provider = queries.get_identity_provider(provider_id)
+    if provider is None:
+        raise not_found("identity provider", provider_id)
+    form = api_forms.bind(IdentityProviderForm, api_forms.read_object(request), instance=provider)
+    fields = {name: form.cleaned_data[name] for name in IdentityProviderForm.Meta.fields}
+    provider = services.update_identity_provider(
+        provider, token=form.cleaned_data["scim_token"], actor=request.user, **fields
+    )
+    return provider_data(provider)

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from identities import api, views
+from identities import views
+from web.api.main import api_path
 
 app_name = "identities"
 
@@ -17,6 +18,10 @@ urlpatterns = [
     path("identity-providers/", views.provider_list, name="provider-list"),
     path("identity-providers/new/", views.provider_create, name="provider-create"),
     path("identity-providers/<int:provider_id>/edit/", views.provider_edit, name="provider-edit"),
-    path("api/v1/identities/", api.identity_collection, name="api-list"),
-    path("api/v1/identities/<int:identity_id>/", api.identity_detail, name="api-detail"),
+    api_path("identities/", "api-list"),
+    api_path("identities/<int:identity_id>/", "api-detail"),
+    api_path("platforms/", "api-platforms"),
+    api_path("platforms/<int:platform_id>/", "api-platform"),
+    api_path("identity-providers/", "api-providers"),
+    api_path("identity-providers/<int:provider_id>/", "api-provider"),
 ]

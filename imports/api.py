@@ -1,17 +1,23 @@
-"""The imports JSON API (/api/v1/imports/): upload a CSV (multipart ``file``, ``dry_run``),
-list imports, follow one, download its report; session or bearer-token auth."""
+"""The imports API (/api/v1/imports/): upload a CSV (multipart ``file``, ``dry_run``), list
+imports, follow one, download its report."""
 
+from datetime import datetime
 from typing import Any, cast
-from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
+from ninja import Query, Router, Schema
+from pydantic import Field
 
 from imports import csvfile, queries, services
-from imports.models import ImportBatch
+from imports.models import ImportBatch, ImportStatus
 from imports.views import IMPORT_PERMISSIONS, report_response
-from jobs.api import endpoint, error
+from web.api import idempotency
+from web.api.auth import allowed
+from web.api.paging import BEFORE_DESCRIPTION, next_url
+from web.api.problems import ApiError, Problem, not_found
+from web.api.schemas import Out
+from web.api.types import Id
 
 PROBLEMS_IN_DETAIL = 1000
 PAGE_SIZE = 50
@@ -64,23 +70,11 @@ def parse_dry_run(raw: str) -> bool | None:
     return None
 
 
-@csrf_exempt
-def import_collection(request: HttpRequest) -> HttpResponse:
-    """/api/v1/imports/: GET lists, POST uploads."""
-    if request.method == "POST":
-        return import_create(request)
-    if request.method == "GET":
-        return import_list(request)
-    response = error(405, f"method {request.method} not allowed; use GET or POST")
-    response["Allow"] = "GET, POST"
-    return response
-
-
 def too_big(request: HttpRequest) -> str:
     """A refusal, before the body is read, of a request far larger than any allowed file."""
     limit = services.max_bytes()
     length = request.META.get("CONTENT_LENGTH") or ""
-    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+    if length.isascii() and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         return (
             f"The file is larger than the limit of {csvfile.human_size(limit)}; "
             "split it into smaller files."
@@ -88,77 +82,180 @@ def too_big(request: HttpRequest) -> str:
     return ""
 
 
-@endpoint("POST", *IMPORT_PERMISSIONS)
-def import_create(request: HttpRequest) -> HttpResponse:
-    if problem := too_big(request):
-        return error(400, f"invalid file: {problem}", errors={"file": [problem]})
-    errors: dict[str, list[str]] = {}
-    upload = request.FILES.get("file")
-    if upload is None:
-        errors["file"] = ["Send the CSV as the multipart/form-data field “file”."]
-    dry_run = parse_dry_run(str(request.POST.get("dry_run", "")))
-    if dry_run is None:
-        errors["dry_run"] = ["Must be true or false."]
-    if errors or upload is None or dry_run is None:
-        return error(400, "invalid import: see errors", errors=errors)
-    try:
-        batch = services.start_import(
-            upload, filename=upload.name or "", dry_run=dry_run, actor=request.user
-        )
-    except services.ImportFileError as exc:
-        return error(400, f"invalid file: {exc}", errors={"file": [str(exc)]})
-    batch = queries.get_batch(batch.pk) or batch
-    response = JsonResponse(batch_data(request, batch), status=202)
-    response["Location"] = api_url(request, "imports:api-detail", batch.pk)
-    return response
+router = Router(tags=["imports"])
+ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
 
 
-@endpoint("GET", *IMPORT_PERMISSIONS)
-def import_list(request: HttpRequest) -> HttpResponse:
-    raw = request.GET.get("before", "").strip()
-    if raw and (not raw.isdigit() or int(raw) <= 0):
-        return error(400, f"before must be a positive import id, got {raw!r}", parameter="before")
-    page = queries.list_batches(before=int(raw) if raw else None, size=PAGE_SIZE)
-    next_url = None
-    if page.next_before:
-        query = urlencode({"before": page.next_before})
-        next_url = request.build_absolute_uri(f"{reverse('imports:api-list')}?{query}")
-    return JsonResponse(
-        {"results": [batch_data(request, batch) for batch in page.batches], "next": next_url}
-    )
+class ImportJobLink(Out):
+    id: int
+    status: str | None
+    url: str
 
 
-@endpoint("GET", *IMPORT_PERMISSIONS)
-def import_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = queries.get_batch(batch_id)
-    if batch is None:
-        return error(404, f"no import with id {batch_id}")
-    problems, more = queries.list_problems(batch, limit=PROBLEMS_IN_DETAIL)
-    return JsonResponse(
-        {
-            **batch_data(request, batch),
-            "problems": [
-                {
-                    "row": p.row,
-                    "outcome": p.outcome,
-                    "field": p.field,
-                    "message": p.message,
-                    "text": p.text,
-                    "type": p.identity_type,
-                    "platform": p.platform,
-                    "login": p.login,
+class Batch(Out):
+    id: int
+    url: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    status: ImportStatus
+    status_label: str
+    batch_id: int
+    dry_run: bool
+    rows_total: int
+    rows_done: int
+    created: int
+    would_create: int | None
+    skipped: int
+    failed: int
+    percent_done: int | float | None
+    error: str | None
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    upload_deleted_at: datetime | None
+    job: ImportJobLink | None
+    report_url: str
+
+
+class RowProblem(Out):
+    row: int | None
+    outcome: str
+    field: str
+    message: str
+    text: str
+    type: str
+    platform: str
+    login: str
+
+
+class BatchDetail(Batch):
+    problems: list[RowProblem]
+    problems_truncated: bool
+
+
+class BatchPage(Out):
+    results: list[Batch]
+    next: str | None
+
+
+class BeforeQuery(Schema):
+    before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
+
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "dry_run": {"type": "string", "enum": sorted(TRUE | FALSE)},
+                    },
+                    "required": ["file"],
                 }
-                for p in problems
-            ],
-            "problems_truncated": more,
-        }
-    )
+            }
+        },
+    },
+    **idempotency.HEADER_DOC,
+}
 
 
-@endpoint("GET", *IMPORT_PERMISSIONS)
-def import_report(request: HttpRequest, batch_id: int) -> HttpResponse:
+@router.post(
+    "imports/",
+    response={202: Batch, 409: Problem, 413: Problem, **ERRORS},
+    auth=allowed(*IMPORT_PERMISSIONS),
+    openapi_extra=UPLOAD_BODY,
+)
+def create_import(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV of identities; it is checked and imported by a job (``dry_run``: only
+    checked). Follow the answer's ``url``."""
+    if problem := too_big(request):
+        raise ApiError(400, f"invalid file: {problem}", {"file": [problem]})
+
+    def run() -> tuple[int, dict[str, Any]]:
+        errors: dict[str, list[str]] = {}
+        upload = request.FILES.get("file")
+        if upload is None:
+            errors["file"] = ["Send the CSV as the multipart/form-data field “file”."]
+        dry_run = parse_dry_run(str(request.POST.get("dry_run", "")))
+        if dry_run is None:
+            errors["dry_run"] = ["Must be true or false."]
+        if errors or upload is None or dry_run is None:
+            raise ApiError(400, "invalid import: see errors", errors)
+        try:
+            batch = services.start_import(
+                upload, filename=upload.name or "", dry_run=dry_run, actor=request.user
+            )
+        except services.ImportFileError as exc:
+            raise ApiError(400, f"invalid file: {exc}", {"file": [str(exc)]}) from None
+        batch = queries.get_batch(batch.pk) or batch
+        return 202, Batch.model_validate(batch_data(request, batch)).model_dump(mode="json")
+
+    return idempotency.create_once(request, run, location=lambda body: str(body["url"]))
+
+
+@router.get("imports/", response={200: BatchPage, **ERRORS}, auth=allowed(*IMPORT_PERMISSIONS))
+def list_imports(request: HttpRequest, query: Query[BeforeQuery]) -> dict[str, Any]:
+    """Imports newest first."""
+    page = queries.list_batches(before=query.before, size=PAGE_SIZE)
+    return {
+        "results": [batch_data(request, batch) for batch in page.batches],
+        "next": next_url(request, "imports:api-list", {}, page.next_before),
+    }
+
+
+def get_or_404(batch_id: int) -> ImportBatch:
     batch = queries.get_batch(batch_id)
     if batch is None:
-        return error(404, f"no import with id {batch_id}")
-    # The endpoint decorator is typed for HttpResponse; it passes any response through.
-    return cast(HttpResponse, report_response(batch))
+        raise not_found("import", batch_id)
+    return batch
+
+
+@router.get(
+    "imports/{int:batch_id}/",
+    response={200: BatchDetail, 404: Problem, **ERRORS},
+    auth=allowed(*IMPORT_PERMISSIONS),
+)
+def get_import(request: HttpRequest, batch_id: Id) -> dict[str, Any]:
+    """One import: its state, counts and the first problems found."""
+    batch = get_or_404(batch_id)
+    problems, more = queries.list_problems(batch, limit=PROBLEMS_IN_DETAIL)
+    return {
+        **batch_data(request, batch),
+        "problems": [
+            {
+                "row": p.row,
+                "outcome": p.outcome,
+                "field": p.field,
+                "message": p.message,
+                "text": p.text,
+                "type": p.identity_type,
+                "platform": p.platform,
+                "login": p.login,
+            }
+            for p in problems
+        ],
+        "problems_truncated": more,
+    }
+
+
+@router.get(
+    "imports/{int:batch_id}/report.csv",
+    response={200: None, 404: Problem, **ERRORS},
+    auth=allowed(*IMPORT_PERMISSIONS),
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The report: one row per input row with its outcome",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+def import_report(request: HttpRequest, batch_id: Id) -> HttpResponse:
+    """The report of an import as CSV."""
+    return cast(HttpResponse, report_response(get_or_404(batch_id)))

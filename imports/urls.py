@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from imports import api, views
+from imports import views
+from web.api.main import api_path
 
 app_name = "imports"
 
@@ -11,7 +12,7 @@ urlpatterns = [
     path("identities/import/template.csv", views.template_csv, name="template"),
     path("identities/import/<int:batch_id>/", views.detail, name="detail"),
     path("identities/import/<int:batch_id>/report.csv", views.report, name="report"),
-    path("api/v1/imports/", api.import_collection, name="api-list"),
-    path("api/v1/imports/<int:batch_id>/", api.import_detail, name="api-detail"),
-    path("api/v1/imports/<int:batch_id>/report.csv", api.import_report, name="api-report"),
+    api_path("imports/", "api-list"),
+    api_path("imports/<int:batch_id>/", "api-detail"),
+    api_path("imports/<int:batch_id>/report.csv", "api-report"),
 ]

@@ -26,10 +26,19 @@ class JobFilters:
 
     job_type: str = ""
     status: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    error_class: str = ""
 
     def as_query(self) -> dict[str, str]:
         """The filters as URL query parameters, leaving out the empty ones."""
-        query = {"type": self.job_type, "status": self.status}
+        query = {
+            "type": self.job_type,
+            "status": self.status,
+            "created_after": self.created_after.isoformat() if self.created_after else "",
+            "created_before": self.created_before.isoformat() if self.created_before else "",
+            "error_class": self.error_class,
+        }
         return {key: value for key, value in query.items() if value}
 
 
@@ -77,7 +86,20 @@ def filtered_jobs(filters: JobFilters) -> QuerySet[Job]:
         jobs = jobs.filter(status=JobStatus.FAILED, error_class=CANCELLED_ERROR_CLASS)
     elif filters.status:
         jobs = jobs.filter(status=filters.status)
+    if filters.created_after:
+        jobs = jobs.filter(created_at__gt=filters.created_after)
+    if filters.created_before:
+        jobs = jobs.filter(created_at__lt=filters.created_before)
+    if filters.error_class:
+        jobs = jobs.filter(error_class=filters.error_class)
     return jobs
+
+
+def list_job_ids(filters: JobFilters, *, statuses: tuple[str, ...], limit: int) -> list[int]:
+    """Up to ``limit`` ids of jobs matching the filters and in one of ``statuses``, oldest
+    first (the order a bulk action works through them)."""
+    jobs = filtered_jobs(filters).filter(status__in=statuses).order_by("id")
+    return list(jobs.values_list("id", flat=True)[:limit])
 
 
 def list_jobs(

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from jobs import lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.queries import JobFilters, list_job_ids
 from trail.services import record
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 SECRET_KEY_PATTERN = re.compile(
     r"pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential(?!_ref)", re.I
 )
+
+
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING)
 
 
 class InvalidJobError(ValueError):
@@ -188,6 +192,31 @@ def cancel_job(job_id: int, *, actor: Any) -> Job:
             attempt=job.attempt_count + 1,
         )
     return job
+
+
+def retry_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
+    """Retry up to ``limit`` failed jobs matching the list's filters, each in its own
+    transaction; one trail entry records the bulk action and how many were retried."""
+    retried = []
+    for job_id in list_job_ids(filters, statuses=(JobStatus.FAILED,), limit=limit):
+        with transaction.atomic():
+            if lifecycle.reset_for_retry(job_id, actor=actor):
+                send_on_commit(Job.objects.get(pk=job_id))
+                retried.append(job_id)
+    record("jobs.bulk_retried", actor=actor, count=len(retried), filters=filters.as_query())
+    return retried
+
+
+def cancel_jobs(filters: JobFilters, *, limit: int, actor: Any) -> list[int]:
+    """Cancel up to ``limit`` pending or retrying jobs matching the list's filters, each in
+    its own transaction; one trail entry records the bulk action and the count."""
+    cancelled = [
+        job_id
+        for job_id in list_job_ids(filters, statuses=CANCELLABLE, limit=limit)
+        if lifecycle.cancel(job_id, actor=actor) is not None
+    ]
+    record("jobs.bulk_cancelled", actor=actor, count=len(cancelled), filters=filters.as_query())
+    return cancelled
 
 
 def trail_label(job: Job) -> str:

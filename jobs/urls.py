@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from jobs import api, views
+from jobs import views
+from web.api.main import api_path
 
 app_name = "jobs"
 
@@ -12,8 +13,10 @@ urlpatterns = [
     path("settings/jobs/<int:job_id>/", views.job_detail, name="detail"),
     path("settings/jobs/<int:job_id>/retry/", views.job_retry, name="retry"),
     path("settings/jobs/<int:job_id>/cancel/", views.job_cancel, name="cancel"),
-    path("api/v1/jobs/", api.job_list, name="api-list"),
-    path("api/v1/jobs/<int:job_id>/", api.job_detail, name="api-detail"),
-    path("api/v1/jobs/<int:job_id>/retry/", api.job_retry, name="api-retry"),
-    path("api/v1/jobs/<int:job_id>/cancel/", api.job_cancel, name="api-cancel"),
+    api_path("jobs/", "api-list"),
+    api_path("jobs/<int:job_id>/", "api-detail"),
+    api_path("jobs/<int:job_id>/retry/", "api-retry"),
+    api_path("jobs/<int:job_id>/cancel/", "api-cancel"),
+    api_path("jobs/retry/", "api-bulk-retry"),
+    api_path("jobs/cancel/", "api-bulk-cancel"),
 ]

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from pam import api, views
+from pam import views
+from web.api.main import api_path
 
 app_name = "pam"
 
@@ -16,7 +17,7 @@ urlpatterns = [
         views.record_manual_rotation,
         name="record-rotation",
     ),
-    path("api/v1/identities/<int:identity_id>/checkout/", api.check_out, name="api-check-out"),
-    path("api/v1/sessions/<int:session_id>/checkin/", api.check_in, name="api-check-in"),
-    path("api/v1/sessions/<int:session_id>/reveal/", api.reveal, name="api-reveal"),
+    api_path("identities/<int:identity_id>/checkout/", "api-check-out"),
+    api_path("sessions/<int:session_id>/checkin/", "api-check-in"),
+    api_path("sessions/<int:session_id>/reveal/", "api-reveal"),
 ]

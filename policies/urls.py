@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from policies import api, views
+from policies import views
+from web.api.main import api_path
 
 app_name = "policies"
 
@@ -23,15 +24,9 @@ urlpatterns = [
         {"decision": "dismiss"},
         name="dismiss",
     ),
-    path("api/v1/violations/", api.violation_list, name="api-list"),
-    path(
-        "api/v1/violations/<int:violation_id>/approve/",
-        api.violation_approve,
-        name="api-approve",
-    ),
-    path(
-        "api/v1/violations/<int:violation_id>/dismiss/",
-        api.violation_dismiss,
-        name="api-dismiss",
-    ),
+    api_path("violations/", "api-list"),
+    api_path("policies/", "api-policies"),
+    api_path("policies/<int:policy_id>/", "api-policy"),
+    api_path("violations/<int:violation_id>/approve/", "api-approve"),
+    api_path("violations/<int:violation_id>/dismiss/", "api-dismiss"),
 ]

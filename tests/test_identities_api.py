@@ -85,8 +85,8 @@ def test_anonymous_gets_401_json(client: Client, gws) -> None:
         post(client, body_for(IdentityType.API_KEY, gws), {}),
     ):
         assert response.status_code == 401
-        assert response["Content-Type"] == "application/json"
-        assert "authentication required" in response.json()["error"]
+        assert response["Content-Type"] == "application/problem+json"
+        assert "authentication required" in response.json()["detail"]
         assert response["WWW-Authenticate"].startswith("Bearer")
     assert Identity.objects.count() == 1
 
@@ -94,7 +94,7 @@ def test_anonymous_gets_401_json(client: Client, gws) -> None:
 def test_unknown_bearer_token_is_401(client: Client) -> None:
     response = client.get(LIST_URL, headers={"Authorization": "Bearer ah_not-a-token"})
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid API token"}
+    assert response.json()["detail"] == "invalid API token"
 
 
 def test_user_without_permission_gets_403_json(client: Client, gws) -> None:
@@ -107,7 +107,7 @@ def test_user_without_permission_gets_403_json(client: Client, gws) -> None:
         post(client, body_for(IdentityType.API_KEY, gws), token),
     ):
         assert response.status_code == 403
-        assert response.json() == {"error": "permission denied"}
+        assert response.json()["detail"] == "permission denied"
     assert Identity.objects.count() == 1
 
 
@@ -126,7 +126,7 @@ def test_session_post_needs_csrf(gws) -> None:
     browser.force_login(factories.make_identity_admin())
     response = post(browser, body_for(IdentityType.API_KEY, gws), {})
     assert response.status_code == 403
-    assert "CSRF" in response.json()["error"]
+    assert "CSRF" in response.json()["detail"]
     assert nothing_written()
 
     browser.get(reverse("identities:list"))  # a page sets the CSRF cookie
@@ -233,8 +233,8 @@ def test_bad_filter_is_400_json_naming_the_parameter(
     response = client.get(f"{LIST_URL}?{query}", headers=token)
     assert response.status_code == 400
     body = response.json()
-    assert body["parameter"] == parameter
-    assert parameter in body["error"]
+    assert parameter in body["errors"]
+    assert parameter in body["detail"]
 
 
 def test_keyset_paging_follows_next_without_overlap(client: Client, gws, token, settings) -> None:
@@ -468,7 +468,7 @@ def test_detail_has_fields_vault_reference_and_jobs(client: Client, gws, token) 
 def test_detail_of_unknown_identity_is_404_json(client: Client, token) -> None:
     response = client.get(reverse("identities:api-detail", args=[999999]), headers=token)
     assert response.status_code == 404
-    assert "999999" in response.json()["error"]
+    assert "999999" in response.json()["detail"]
 
 
 # --- secrets --------------------------------------------------------------------------------

@@ -368,14 +368,14 @@ def test_failed_import_page_says_why_and_what_to_do(client: Client, admin, gws, 
 def test_api_needs_authentication_and_permission(client: Client, gws) -> None:
     response = client.post(API_URL, {"file": csv_file(api_keys(gws, 1))})
     assert response.status_code == 401
-    assert response.json()["error"].startswith("authentication required")
+    assert response.json()["detail"].startswith("authentication required")
     client.force_login(factories.make_identity_viewer())
     for response in (
         client.get(API_URL),
         client.post(API_URL, {"file": csv_file(api_keys(gws, 1))}),
     ):
         assert response.status_code == 403
-        assert response.json() == {"error": "permission denied"}
+        assert response.json()["detail"] == "permission denied"
     assert nothing_written()
     response = client.put(API_URL)
     assert response.status_code == 405
@@ -387,7 +387,7 @@ def test_api_session_post_needs_csrf(gws) -> None:
     browser.force_login(factories.make_identity_admin())
     response = browser.post(API_URL, {"file": csv_file(api_keys(gws, 1))})
     assert response.status_code == 403
-    assert "CSRF" in response.json()["error"]
+    assert "CSRF" in response.json()["detail"]
     assert nothing_written()
 
 
@@ -458,7 +458,7 @@ def test_api_bad_file_is_400_naming_the_problem(client: Client, token, data, exp
     response = client.post(API_URL, {"file": csv_file(data)}, headers=token)
     assert response.status_code == 400
     body = response.json()
-    assert body["error"].startswith(f"invalid file: {expected}")
+    assert body["detail"].startswith(f"invalid file: {expected}")
     assert body["errors"]["file"][0].startswith(expected)
     assert nothing_written()
 

@@ -49,15 +49,15 @@ def test_anonymous_gets_401_json_not_a_redirect(client: Client) -> None:
         client.post(retry_url(job)),
     ):
         assert response.status_code == 401
-        assert response["Content-Type"] == "application/json"
-        assert "authentication required" in response.json()["error"]
+        assert response["Content-Type"] == "application/problem+json"
+        assert "authentication required" in response.json()["detail"]
         assert response["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_unknown_bearer_token_is_401(client: Client) -> None:
     response = client.get(LIST_URL, headers={"Authorization": "Bearer ah_not-a-token"})
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid API token"}
+    assert response.json()["detail"] == "invalid API token"
 
 
 def test_user_without_view_permission_gets_403_json(client: Client) -> None:
@@ -72,7 +72,7 @@ def test_user_without_view_permission_gets_403_json(client: Client) -> None:
         client.get(detail_url(job), headers=token),
     ):
         assert response.status_code == 403
-        assert response.json() == {"error": "permission denied"}
+        assert response.json()["detail"] == "permission denied"
 
 
 def test_retry_needs_the_retry_permission(client: Client) -> None:
@@ -154,8 +154,8 @@ def test_bad_filter_is_400_json_naming_the_parameter(client: Client, query, para
     response = client.get(f"{LIST_URL}?{query}", headers=bearer(factories.make_viewer()))
     assert response.status_code == 400
     body = response.json()
-    assert body["parameter"] == parameter
-    assert parameter in body["error"]
+    assert parameter in body["errors"]
+    assert parameter in body["detail"]
 
 
 def test_keyset_paging_follows_next_without_overlap(client: Client, settings) -> None:
@@ -215,7 +215,7 @@ def test_detail_of_unknown_job_is_404_json(client: Client) -> None:
         reverse("jobs:api-detail", args=[999999]), headers=bearer(factories.make_viewer())
     )
     assert response.status_code == 404
-    assert "999999" in response.json()["error"]
+    assert "999999" in response.json()["detail"]
 
 
 # --- retry ----------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_retry_with_token_needs_no_csrf_and_happens_once(
     assert first.json()["job"]["events"][0]["actor"] == "retrier"
     assert second.status_code == 409
     assert second.json()["retried"] is False
-    assert "not failed" in second.json()["error"]
+    assert "not failed" in second.json()["detail"]
     events = JobEvent.objects.filter(job=job, kind=JobEvent.Kind.RETRIED)
     assert [event.actor for event in events] == [retrier]
     assert sent == [job.pk]
@@ -249,7 +249,7 @@ def test_retry_with_session_needs_csrf() -> None:
     browser.force_login(factories.make_retrier())
     response = browser.post(retry_url(job))
     assert response.status_code == 403
-    assert "CSRF" in response.json()["error"]
+    assert "CSRF" in response.json()["detail"]
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
 

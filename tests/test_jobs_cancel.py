@@ -254,7 +254,7 @@ def test_api_cancel_with_token_then_409(client: Client) -> None:
 
     assert second.status_code == 409
     assert second.json()["cancelled"] is False
-    assert "has already failed" in second.json()["error"]
+    assert "has already failed" in second.json()["detail"]
     assert second.json()["job"]["status"] == "failed"
     [entry] = trail("job.cancelled")
     assert entry.source == "api"
@@ -265,7 +265,7 @@ def test_api_refuses_a_running_job_with_409(client: Client) -> None:
     job = factories.make_job(status=JobStatus.RUNNING)
     response = client.post(api_cancel_url(job), headers=bearer(user_with_role("olga", "operator")))
     assert response.status_code == 409
-    assert response.json()["error"] == f"Job #{job.pk} is running now; it will finish or time out"
+    assert response.json()["detail"] == f"Job #{job.pk} is running now; it will finish or time out"
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
 
@@ -274,10 +274,10 @@ def test_api_cancel_needs_the_permission_and_a_user(client: Client) -> None:
     job = factories.make_job(status=JobStatus.PENDING)
     viewer = client.post(api_cancel_url(job), headers=bearer(user_with_role("vera", "viewer")))
     assert viewer.status_code == 403
-    assert viewer.json() == {"error": "permission denied"}
+    assert viewer.json()["detail"] == "permission denied"
     anonymous = Client().post(api_cancel_url(job))
     assert anonymous.status_code == 401
-    assert "authentication required" in anonymous.json()["error"]
+    assert "authentication required" in anonymous.json()["detail"]
     unknown = client.post(
         reverse("jobs:api-cancel", args=[999999]),
         headers=bearer(user_with_role("olga", "operator")),
@@ -293,7 +293,7 @@ def test_api_cancel_with_session_needs_csrf() -> None:
     browser.force_login(user_with_role("olga", "operator"))
     response = browser.post(api_cancel_url(job))
     assert response.status_code == 403
-    assert "CSRF" in response.json()["error"]
+    assert "CSRF" in response.json()["detail"]
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
 

@@ -496,7 +496,7 @@ def test_api_check_out_check_in(managed) -> None:
 
     response = post_json(api, api_check_out_url(managed), {"reason": "again"}, headers)
     assert response.status_code == 409
-    assert "already checked out by operator" in response.json()["error"]
+    assert "already checked out by operator" in response.json()["detail"]
 
     url = reverse("pam:api-check-in", args=[session.pk])
     response = post_json(api, url, None, headers)
@@ -530,11 +530,11 @@ def test_api_check_out_refusals(platform, managed) -> None:
     api = Client()
     response = post_json(api, api_check_out_url(managed), {"reason": "a", "minutes": 61}, headers)
     assert response.status_code == 400
-    assert "from 1 to 60 minutes" in response.json()["error"]
+    assert "from 1 to 60 minutes" in response.json()["detail"]
     human = factories.make_identity(platform=platform)
     response = post_json(api, api_check_out_url(human), {"reason": "a"}, headers)
     assert response.status_code == 400
-    assert "which has no check-out" in response.json()["error"]
+    assert "which has no check-out" in response.json()["detail"]
     missing = reverse("pam:api-check-out", args=[999999])
     assert post_json(api, missing, {"reason": "a"}, headers).status_code == 404
     assert not AccessSession.objects.exists()
@@ -550,7 +550,7 @@ def test_api_auth_permissions_and_csrf(managed) -> None:
     browser.force_login(factories.make_pam_user())
     response = post_json(browser, url, {"reason": "a"})
     assert response.status_code == 403
-    assert "CSRF" in response.json()["error"]
+    assert "CSRF" in response.json()["detail"]
     browser.get(detail_url(managed))
     csrf = {"X-CSRFToken": browser.cookies["csrftoken"].value}
     assert post_json(browser, url, {"reason": "a"}, csrf).status_code == 201
@@ -573,7 +573,7 @@ def test_api_reveal(managed) -> None:
     other = factories.make_pam_user("other")
     response = post_json(api, url, None, bearer(other))
     assert response.status_code == 403
-    assert "only the holder can reveal" in response.json()["error"]
+    assert "only the holder can reveal" in response.json()["detail"]
     assert PASSWORD not in response.content.decode()
 
     services.check_in(session, actor=holder)
@@ -591,7 +591,7 @@ def test_api_check_in_of_someone_elses_session(managed) -> None:
     other = factories.make_pam_user("other")
     response = post_json(Client(), url, None, bearer(other))
     assert response.status_code == 403
-    assert "only they or an admin" in response.json()["error"]
+    assert "only they or an admin" in response.json()["detail"]
     admin = factories.make_pam_admin()
     response = post_json(Client(), url, None, bearer(admin))
     assert response.status_code == 200

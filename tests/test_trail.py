@@ -138,7 +138,7 @@ def test_anonymous_is_sent_to_sign_in_and_the_api_answers_401() -> None:
     assert response["Location"].startswith(reverse("login") + "?next=")
     response = Client().get(API_URL)
     assert response.status_code == 401
-    assert response.json()["error"].startswith("authentication required")
+    assert response.json()["detail"].startswith("authentication required")
 
 
 def test_a_user_without_a_role_is_refused() -> None:
@@ -296,8 +296,8 @@ def test_bad_filters_are_400_naming_the_parameter(web, world, params, parameter)
     assert "data-entry" not in page.content.decode()
     api = web.get(API_URL, params)
     assert api.status_code == 400
-    assert api.json()["parameter"] == parameter
-    assert parameter in api.json()["error"]
+    assert parameter in api.json()["errors"]
+    assert parameter in api.json()["detail"]
 
 
 # --- paging ---------------------------------------------------------------------------------

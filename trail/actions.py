@@ -44,6 +44,8 @@ ACTIONS: dict[str, str] = {
     # Jobs.
     "job.retried": "Job retried",
     "job.cancelled": "Job cancelled",
+    "jobs.bulk_retried": "Jobs retried in bulk",
+    "jobs.bulk_cancelled": "Jobs cancelled in bulk",
     # Single sign-on of AccessHive's own users.
     "sso.settings_changed": "SSO settings changed",
 }

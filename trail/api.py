@@ -1,18 +1,68 @@
-"""The audit-trail JSON API (/api/v1/audit-trail/): the trail page's filters and keyset
-paging, over session or bearer-token auth."""
+"""The audit-trail API (/api/v1/audit-trail/): the trail page's filters and keyset paging."""
 
+import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from pydantic import Field
 
-from jobs.api import endpoint, error
 from trail import queries, serializers
-from trail.models import TrailEntry
-from web.pages import InvalidFilterError
+from trail.actions import ACTIONS
+from trail.models import Source, TrailEntry
+from web.api.auth import allowed
+from web.api.paging import BEFORE_DESCRIPTION, as_params, next_url
+from web.api.problems import Problem
+from web.api.schemas import Out
+from web.api.types import Day, Id, Line
 
 VIEW_PERMISSION = "trail.view_trailentry"
+
+router = Router(tags=["audit trail"])
+ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem}
+
+
+class TrailActor(Out):
+    id: int | None
+    username: str
+
+
+class TrailTarget(Out):
+    type: str | None
+    id: str | None
+    label: str
+    url: str | None
+
+
+class TrailEntryOut(Out):
+    id: int
+    time: dt.datetime
+    actor: TrailActor | None
+    action: str
+    action_label: str
+    target: TrailTarget | None
+    detail: dict[str, Any]
+    source: Source
+    source_label: str
+    ip: str | None
+
+
+class TrailEntryPage(Out):
+    results: list[TrailEntryOut]
+    next: str | None
+
+
+class TrailQuery(Schema):
+    actor: Line | None = Field(None, description="A username")
+    action: Line | None = Field(None, json_schema_extra={"enum": list(ACTIONS)})
+    target: Line | None = Field(
+        None, description="A kind of thing (identities.identity) or one thing (…:12)"
+    )
+    source: Source | None = None
+    ip: Line | None = Field(None, description="An IPv4 or IPv6 address")
+    since: Day | None = None
+    until: Day | None = None
+    before: Id | None = Field(None, description=BEFORE_DESCRIPTION)
 
 
 def entry_data(request: HttpRequest, entry: TrailEntry) -> dict[str, Any]:
@@ -23,18 +73,12 @@ def entry_data(request: HttpRequest, entry: TrailEntry) -> dict[str, Any]:
     return data
 
 
-@endpoint("GET", VIEW_PERMISSION)
-def entry_list(request: HttpRequest) -> HttpResponse:
-    try:
-        filters = queries.parse_filters(request.GET)
-        before = queries.parse_before(request.GET)
-    except InvalidFilterError as exc:
-        return error(400, exc.message, parameter=exc.parameter)
-    page = queries.list_entries(filters, before=before)
-    next_url = None
-    if page.next_before:
-        query = urlencode({**filters.as_query(), "before": str(page.next_before)})
-        next_url = request.build_absolute_uri(f"{reverse('trail:api-list')}?{query}")
-    return JsonResponse(
-        {"results": [entry_data(request, entry) for entry in page.entries], "next": next_url}
-    )
+@router.get("audit-trail/", response={200: TrailEntryPage, **ERRORS}, auth=allowed(VIEW_PERMISSION))
+def list_entries(request: HttpRequest, query: Query[TrailQuery]) -> dict[str, Any]:
+    """What people and AccessHive did, newest first, filtered like the trail page."""
+    filters = queries.parse_filters(as_params(query, "before"))
+    page = queries.list_entries(filters, before=query.before)
+    return {
+        "results": [entry_data(request, entry) for entry in page.entries],
+        "next": next_url(request, "trail:api-list", filters.as_query(), page.next_before),
+    }

@@ -2,11 +2,12 @@
 
 from django.urls import path
 
-from trail import api, views
+from trail import views
+from web.api.main import api_path
 
 app_name = "trail"
 
 urlpatterns = [
     path("settings/audit-trail/", views.entry_list, name="list"),
-    path("api/v1/audit-trail/", api.entry_list, name="api-list"),
+    api_path("audit-trail/", "api-list"),
 ]
