@@ -1,6 +1,7 @@
 """The jobs API (/api/v1/jobs/): list, detail, retry and cancel one, retry and cancel many."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from django.http import HttpRequest, HttpResponse
@@ -102,9 +103,20 @@ class JobPage(Out):
     counts: dict[str, int] = Field(description="Jobs per status (of the type filter only)")
 
 
+class StatusFilter(StrEnum):
+    """The five statuses, and ``cancelled``: failed jobs whose reason is a cancel."""
+
+    PENDING = JobStatus.PENDING.value
+    RUNNING = JobStatus.RUNNING.value
+    COMPLETED = JobStatus.COMPLETED.value
+    FAILED = JobStatus.FAILED.value
+    RETRYING = JobStatus.RETRYING.value
+    CANCELLED = queries.CANCELLED
+
+
 class JobFilterQuery(Schema):
     type: JobTypeKey | None = None
-    status: JobStatus | None = None
+    status: StatusFilter | None = None
     created_after: Moment | None = None
     created_before: Moment | None = None
     error_class: Line | None = None

@@ -54,27 +54,7 @@ JSON_BODIES = {
     "lone surrogate": '{"name": "\\ud800"}',
     "not JSON": "{",
 }
-# API routes whose refusals of hostile bodies still come from the hand-written API plumbing
-# on this branch; the typed API layer (issue 15) answers them. Empty it when that is merged.
-# Route name: which of the two tests below it still fails there.
-API_ROUTES_AWAITING_TYPED_LAYER = {
-    "directory:api-events": "parameters",  # ?source=²: str.isdigit() then int()
-    "directory:api-sync": "json",  # a body nested 10,000 deep: RecursionError
-    "identities:api-list": "json",  # the same
-    "pam:api-check-out": "json",  # the same
-}
-
 FIGURES: Counter[str] = Counter()
-
-
-def awaiting_typed_layer(
-    route: Route, role: str, test: str, request: pytest.FixtureRequest
-) -> None:
-    """Strict: once the typed layer answers a listed route, its XPASS fails, so the list
-    cannot outlive the reason for it. Roles the route refuses never reach its parsing."""
-    if API_ROUTES_AWAITING_TYPED_LAYER.get(route.name) == test and role in route.allowed:
-        marker = pytest.mark.xfail(strict=True, reason="answered by issue 15's typed API layer")
-        request.applymarker(marker)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -158,10 +138,7 @@ def path_variants(route: Route, world: World) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("role", ROLES_TRIED)
 @pytest.mark.parametrize("route", TABLE, ids=str)
-def test_hostile_parameters_never_break_a_page(
-    world: World, route: Route, role: str, request: pytest.FixtureRequest
-) -> None:
-    awaiting_typed_layer(route, role, "parameters", request)
+def test_hostile_parameters_never_break_a_page(world: World, route: Route, role: str) -> None:
     client = client_for(world, role)
     url = route.url(world)
     base = route.data(world) if route.data else {}
@@ -190,10 +167,7 @@ JSON_ROUTES = [route for route in TABLE if route.is_api and route.method == "POS
 
 @pytest.mark.parametrize("role", ROLES_TRIED)
 @pytest.mark.parametrize("route", JSON_ROUTES, ids=str)
-def test_hostile_json_bodies_never_break_an_endpoint(
-    world: World, route: Route, role: str, request: pytest.FixtureRequest
-) -> None:
-    awaiting_typed_layer(route, role, "json", request)
+def test_hostile_json_bodies_never_break_an_endpoint(world: World, route: Route, role: str) -> None:
     client = client_for(world, role)
     url = route.url(world)
     found = []
