@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from jobs import metrics, routing
+from jobs import dependencies, metrics, routing
 from jobs.models import (
     AttemptOutcome,
     Job,
@@ -116,7 +116,8 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
             return None
         lost_cutoff = now - timedelta(seconds=routing.time_limits_for(job.job_type)[1])
         if job.status in (JobStatus.PENDING, JobStatus.RETRYING) and job.retries == retries:
-            pass
+            if dependencies.hold_at_claim(job):
+                return None
         elif job.status == JobStatus.RUNNING and (
             retries > job.retries
             or (
@@ -324,13 +325,14 @@ def cancel(job_id: int, *, actor: Any) -> str | None:
         message = f"Cancelled by {actor.get_username()} before attempt {job.attempt_count + 1}"
         left = transition(
             job_id,
-            allowed=(JobStatus.PENDING, JobStatus.RETRYING),
+            allowed=(JobStatus.PENDING, JobStatus.RETRYING, JobStatus.WAITING),
             to_status=JobStatus.FAILED,
             completed_at=now,
             next_attempt_at=None,
             error_class=CANCELLED_ERROR_CLASS,
             error_message=message,
             error_traceback="",
+            waiting_reason="",
         )
         if left is None:
             return None

@@ -49,12 +49,23 @@ def job_summary(job: Job) -> dict[str, Any]:
         "duration_seconds": job.duration_seconds,
         "attempt_count": job.attempt_count,
         "is_active": job.is_active,
+        "waiting_reason": job.waiting_reason,
     }
 
 
-def job_detail(job: Job, attempts: list[JobAttempt], events: list[JobEvent]) -> dict[str, Any]:
-    """Everything about one job: its input, outcome, every attempt and its history."""
+def job_detail(
+    job: Job,
+    attempts: list[JobAttempt],
+    events: list[JobEvent],
+    prerequisites: list[Job] | None = None,
+) -> dict[str, Any]:
+    """Everything about one job: its input, outcome, every attempt, its history and the jobs
+    it waits for."""
     data = job_summary(job)
+    data["prerequisites"] = [
+        {"id": p.pk, "type": p.job_type, "status": p.status, "status_label": p.get_status_display()}
+        for p in prerequisites or []
+    ]
     if job.subject_type_id:
         subject_type = ContentType.objects.get_for_id(job.subject_type_id)
         data["subject"]["type"] = f"{subject_type.app_label}.{subject_type.model}"

@@ -3,12 +3,13 @@ or re-send messages."""
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from jobs import lifecycle, registry, routing
+from jobs import dependencies, lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
 from trail.services import record
 
@@ -55,8 +56,12 @@ def enqueue(
     triggered_by: Any = None,
     trigger: str = Trigger.USER,
     trigger_label: str = "",
+    after: Sequence[Job] = (),
 ) -> Job:
-    """Record a job and send its message once the surrounding transaction commits."""
+    """Record a job and send its message once the surrounding transaction commits.
+
+    With ``after``, the job waits until those jobs have completed (jobs.dependencies).
+    """
     if job_type not in JobType.values and registry.get_handler(job_type) is None:
         raise InvalidJobError(f"unknown job type: {job_type!r}")
     params = params or {}
@@ -64,8 +69,11 @@ def enqueue(
     if triggered_by is not None and not trigger_label:
         trigger_label = triggered_by.get_username()
     with transaction.atomic():
+        status, fields = dependencies.initial_state(after) if after else (JobStatus.PENDING, {})
         job = Job.objects.create(
             job_type=job_type,
+            status=status,
+            **fields,
             subject_type=ContentType.objects.get_for_model(subject) if subject else None,
             subject_id=str(subject.pk) if subject else "",
             subject_label=str(subject)[:255] if subject else "",
@@ -74,8 +82,11 @@ def enqueue(
             triggered_by=triggered_by,
             trigger_label=trigger_label,
         )
-        lifecycle.shift_counts(job_type, {JobStatus.PENDING: +1})
-        send_on_commit(job)
+        if after:
+            dependencies.link(job, after)
+        lifecycle.shift_counts(job_type, {status: +1})
+        if status == JobStatus.PENDING:
+            send_on_commit(job)
     return job
 
 

@@ -283,11 +283,16 @@ def test_provisioned_type_gets_exactly_its_jobs(
     jobs = identity_jobs(identity)
     assert [job.job_type for job in jobs] == expected_jobs
     assert Job.objects.count() == len(expected_jobs)
+    first, *after = jobs
+    assert first.status == JobStatus.PENDING
+    # The SSO user waits for the Google user: only the first job's message is sent now.
+    assert [(job.status, job.waiting_reason) for job in after] == [
+        (JobStatus.WAITING, f"waiting for #{first.pk}") for _ in after
+    ]
     for job in jobs:
-        assert job.status == JobStatus.PENDING
         assert job.triggered_by == admin
         assert job.subject_label == str(identity)
-    assert sent == [job.pk for job in jobs]  # published once the transaction committed
+    assert sent == [first.pk]  # published once the transaction committed
     assert not EncryptedSecret.objects.exists()  # the password is the job's to make
 
 
