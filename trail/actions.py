@@ -11,6 +11,7 @@ ACTIONS: dict[str, str] = {
     "user.sign_in_failed": "Sign-in failed",
     "user.sign_in_refused": "SSO sign-in refused",
     "user.role_changed": "Role changed",
+    "user.deactivated": "User deactivated",
     # Identities, platforms, identity providers.
     "identity.created": "Identity created",
     "import.started": "Import started",
