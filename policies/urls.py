@@ -23,6 +23,11 @@ urlpatterns = [
         {"decision": "dismiss"},
         name="dismiss",
     ),
+    path(
+        "policies/violations/<int:violation_id>/retry/",
+        views.violation_retry,
+        name="retry",
+    ),
     path("api/v1/violations/", api.violation_list, name="api-list"),
     path(
         "api/v1/violations/<int:violation_id>/approve/",
