@@ -445,3 +445,6 @@ CELERY_BEAT_SCHEDULE["audit-late-check"] = {
     "task": "audit.schedule_late_checks",
     "schedule": crontab(minute="15", hour="2"),
 }
+# Asset discovery lists OAuth tokens (one call per user) this many users at a time, recording
+# each page's progress so a run cut short by its time limit goes on from there.
+ASSETS_TOKEN_USER_PAGE = env_int("ACCESSHIVE_ASSETS_TOKEN_USER_PAGE", 100)
