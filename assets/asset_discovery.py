@@ -11,9 +11,8 @@ from django.utils import timezone
 from assets import services
 from assets.models import AssetKind, TokenListingProgress
 from connectors.google_assets import GoogleAssetsClient, RemoteAsset
-from identities.handlers.common import read_secret
+from identities.handlers.common import platform_pacer, read_secret
 from identities.models import Platform
-from jobs import ratelimit
 from jobs.errors import PermanentError
 from jobs.models import Job
 from jobs.registry import register
@@ -41,7 +40,7 @@ def assets_client(platform: Platform) -> GoogleAssetsClient:
         api_endpoint=platform.api_endpoint or None,
         label=f"platform {platform.name}",
         # The platform's one bucket, shared with every other Directory API call to it.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
     )
 
 

@@ -13,9 +13,8 @@ from django.utils import timezone
 
 from audit import services
 from connectors.google_reports import GoogleReportsClient
-from identities.handlers.common import read_secret
+from identities.handlers.common import platform_pacer, read_secret
 from identities.models import Platform
-from jobs import ratelimit
 from jobs.errors import PermanentError
 from jobs.models import Job
 from jobs.registry import register
@@ -40,7 +39,7 @@ def reports_client(platform: Platform) -> GoogleReportsClient:
         api_endpoint=platform.api_endpoint or None,
         label=f"platform {platform.name}",
         # The platform's one bucket: Reports calls count against the same Admin SDK project.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
     )
 
 

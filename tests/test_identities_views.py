@@ -20,6 +20,7 @@ from django.utils.html import escape
 
 from accounts.models import ApiToken
 from identities import services
+from identities.handlers.common import platform_pacer
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
     Identity,
@@ -28,6 +29,7 @@ from identities.models import (
     IdentityType,
     Platform,
 )
+from jobs import ratelimit
 from jobs.models import Job, JobStatus, JobType
 from tests import factories
 from vault.backends import get_vault
@@ -873,3 +875,37 @@ def test_planted_secrets_never_leave_the_vault(
         assert SECRET not in str(record.__dict__)
     assert SECRET not in caplog.text
     assert settings.SECRET_KEY not in caplog.text
+
+
+def test_rate_limit_is_set_on_the_platforms_page_and_used_by_its_clients(
+    client: Client, admin, settings
+) -> None:
+    settings.RATE_LIMITS = {"google_workspace": (10.0, 5)}
+    form = client.get(reverse("identities:platform-create")).content.decode()
+    assert "Google Workspace 10/s, burst 5" in form  # the kind's default, named
+    client.post(reverse("identities:platform-create"), platform_data())
+    platform = Platform.objects.get()
+    assert ratelimit.limit_for(platform.kind, platform.pk) == ratelimit.Limit(10.0, 5)
+    edit_url = reverse("identities:platform-edit", args=[platform.pk])
+
+    data = platform_data(service_account_key="", rate_limit_per_second="2.5", rate_limit_burst="3")
+    assert client.post(edit_url, data).status_code == 302
+    platform.refresh_from_db()
+    assert (platform.rate_limit_per_second, platform.rate_limit_burst) == (2.5, 3)
+    assert platform_pacer(platform) is not None
+    no_limit = platform_data(service_account_key="", rate_limit_per_second="0")
+    assert client.post(edit_url, no_limit).status_code == 302
+    platform.refresh_from_db()
+    assert platform_pacer(platform) is None  # 0 on the page: no limit, whatever the settings
+    assert client.post(edit_url, data).status_code == 302
+
+    for bad, field in [
+        ({"rate_limit_per_second": "-1"}, "rate_limit_per_second"),
+        ({"rate_limit_per_second": "", "rate_limit_burst": "3"}, "rate_limit_burst"),
+        ({"rate_limit_per_second": "1", "rate_limit_burst": "0"}, "rate_limit_burst"),
+    ]:
+        response = client.post(edit_url, {**data, **bad})
+        assert response.status_code == 200
+        assert 'class="field-error"' in field_block(response.content.decode(), field)
+    platform.refresh_from_db()
+    assert (platform.rate_limit_per_second, platform.rate_limit_burst) == (2.5, 3)

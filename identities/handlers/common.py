@@ -2,7 +2,7 @@
 with secrets read from the vault at the moment of use."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.google_workspace import USER_SCOPE, GoogleWorkspaceClient
 from connectors.scim import ScimClient
@@ -47,7 +47,18 @@ def google_workspace_client(
         api_endpoint=platform.api_endpoint or None,
         scopes=scopes or (USER_SCOPE,),
         # One bucket per platform shared by every worker: a thousand jobs stay under quota.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
+    )
+
+
+def platform_pacer(platform: Platform) -> Callable[[], None] | None:
+    """What every client of the platform calls before a request: its limit from its page,
+    else the settings' default for its kind."""
+    return ratelimit.pacer(
+        platform.kind,
+        platform.pk,
+        rate=platform.rate_limit_per_second,
+        burst=platform.rate_limit_burst,
     )
 
 
