@@ -160,7 +160,7 @@ def test_sso_user_waits_for_the_google_user_and_is_not_run_when_it_fails(
 def test_sso_job_shows_what_it_waits_for_until_the_google_user_exists(
     worker, gws, idp, platform
 ) -> None:
-    gws.faults.add("users.insert", delay_seconds=1.5)
+    gws.faults.add("users.insert", delay_seconds=0.5)
     identity = submit_human(platform)
     gws_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.CREATE_DOMAIN_USER)
     sso_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.PROVISION_SSO_USER)
