@@ -180,11 +180,14 @@ def approve_violation(violation: Violation, *, actor: Any) -> Job:
 
 
 def dismiss_violation(violation: Violation, *, actor: Any) -> None:
-    """Record the dismissal; the violation stays the subject's live row (so it is not opened
-    again) until an evaluation no longer finds it."""
+    """Record the dismissal of an open violation, or of one whose remediation failed; the
+    violation stays the subject's live row (so it is not opened again) until an evaluation no
+    longer finds it."""
     with transaction.atomic():
         moved = Violation.objects.filter(
-            pk=violation.pk, closed_at__isnull=True, status=ViolationStatus.OPEN
+            pk=violation.pk,
+            closed_at__isnull=True,
+            status__in=(ViolationStatus.OPEN, ViolationStatus.REMEDIATION_FAILED),
         ).update(
             status=ViolationStatus.DISMISSED,
             decision=Decision.DISMISSED,
@@ -192,7 +195,9 @@ def dismiss_violation(violation: Violation, *, actor: Any) -> None:
             decided_at=timezone.now(),
         )
         if not moved:
-            raise DecisionRefused(f"violation #{violation.pk} is not open")
+            raise DecisionRefused(
+                f"violation #{violation.pk} is neither open nor failed to remediate"
+            )
         decided = Violation.objects.select_related("policy").get(pk=violation.pk)
         record("violation.dismissed", actor=actor, target=decided, policy=decided.policy.name)
 
