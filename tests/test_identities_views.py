@@ -886,6 +886,7 @@ def test_rate_limit_is_set_on_the_platforms_page_and_used_by_its_clients(
     client.post(reverse("identities:platform-create"), platform_data())
     platform = Platform.objects.get()
     assert ratelimit.limit_for(platform.kind, platform.pk) == ratelimit.Limit(10.0, 5)
+    assert "<td>10/s, burst 5 (default)</td>" in client.get(PLATFORMS_URL).content.decode()
     edit_url = reverse("identities:platform-edit", args=[platform.pk])
 
     data = platform_data(service_account_key="", rate_limit_per_second="2.5", rate_limit_burst="3")
@@ -893,6 +894,7 @@ def test_rate_limit_is_set_on_the_platforms_page_and_used_by_its_clients(
     platform.refresh_from_db()
     assert (platform.rate_limit_per_second, platform.rate_limit_burst) == (2.5, 3)
     assert platform_pacer(platform) is not None
+    assert "<td>2.5/s, burst 3</td>" in client.get(PLATFORMS_URL).content.decode()
     no_limit = platform_data(service_account_key="", rate_limit_per_second="0")
     assert client.post(edit_url, no_limit).status_code == 302
     platform.refresh_from_db()

@@ -62,6 +62,18 @@ def platform_pacer(platform: Platform) -> Callable[[], None] | None:
     )
 
 
+def rate_limit_label(platform: Platform) -> str:
+    """The limit platform_pacer applies, in words, and whether it is the platform's own."""
+    limit = ratelimit.limit_for(
+        platform.kind,
+        platform.pk,
+        rate=platform.rate_limit_per_second,
+        burst=platform.rate_limit_burst,
+    )
+    text = f"{limit.rate:g}/s, burst {limit.burst}" if limit else "no limit"
+    return text if platform.rate_limit_per_second is not None else f"{text} (default)"
+
+
 def scim_client(provider: IdentityProvider | None, platform: Platform) -> ScimClient:
     if provider is None:
         raise PermanentError(
