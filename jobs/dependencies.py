@@ -11,8 +11,8 @@ A waiting job has status ``waiting`` and no message in the broker; the sweeper l
 """
 
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -22,9 +22,6 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.models import Job, JobDependency, JobEvent, JobStatus
 from jobs.signals import job_status_changed
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 NOT_RUN_ERROR_CLASS = "NotRun"
 # Says why a job about to run must wait, or None to let it run; called with the job's row
@@ -44,8 +41,9 @@ def register_gate(job_type: str) -> Callable[[Gate], Gate]:
     return decorator
 
 
-def waiting_label(prerequisite_ids: "Sequence[int]") -> str:
-    return "waiting for " + ", ".join(f"#{pk}" for pk in prerequisite_ids)
+def waiting_label(prerequisite_ids: Sequence[int]) -> str:
+    label = "waiting for " + ", ".join(f"#{pk}" for pk in prerequisite_ids)
+    return label if len(label) <= 255 else label[:250].rsplit(",", 1)[0] + ", …"
 
 
 def not_run_message(prerequisite: Job) -> str:

@@ -157,3 +157,12 @@ def test_the_dashboard_says_what_a_job_waits_for(client: Client, sent) -> None:
     detail = client.get(reverse("jobs:detail", args=[second.pk])).content.decode()
     assert f'Waiting: <span class="waiting-reason">waiting for #{first.pk}</span>' in detail
     assert reverse("jobs:detail", args=[first.pk]) in detail
+
+
+def test_a_long_list_of_prerequisites_is_cut_to_fit(sent) -> None:
+    prerequisites = [services.enqueue(PROBE) for _ in range(60)]
+    job = services.enqueue(PROBE, after=prerequisites)
+    assert job.waiting_reason.startswith(f"waiting for #{prerequisites[0].pk}, ")
+    assert job.waiting_reason.endswith(", …")
+    assert len(job.waiting_reason) <= 255
+    Job.objects.get(pk=job.pk)  # stored as it is
