@@ -88,7 +88,7 @@ def hold_at_claim(job: Job) -> bool:
 
     A job retried by hand while a prerequisite has not completed waits for it again (or is
     not run, if it failed); a job whose type's gate gives a reason waits until released."""
-    prerequisites = list_prerequisites(job)
+    prerequisites = list_prerequisites(job) if job.has_prerequisites else []
     failed = next((p for p in prerequisites if p.status == JobStatus.FAILED), None)
     if failed is not None:
         lifecycle.transition(

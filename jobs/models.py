@@ -82,6 +82,8 @@ class Job(models.Model):
     dispatched_at = models.DateTimeField(default=timezone.now)
     # Why a waiting job waits ("waiting for #123", "waiting for check-in of session #5").
     waiting_reason = models.CharField(max_length=255, blank=True)
+    # Enqueued with prerequisites (JobDependency): only such a job's claim looks them up.
+    has_prerequisites = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]

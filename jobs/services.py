@@ -73,6 +73,7 @@ def enqueue(
         job = Job.objects.create(
             job_type=job_type,
             status=status,
+            has_prerequisites=bool(after),
             **fields,
             subject_type=ContentType.objects.get_for_model(subject) if subject else None,
             subject_id=str(subject.pk) if subject else "",

@@ -4,7 +4,9 @@ released again by a Retry that completes; and what Settings > Jobs shows meanwhi
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from jobs import registry, services
@@ -166,3 +168,12 @@ def test_a_long_list_of_prerequisites_is_cut_to_fit(sent) -> None:
     assert job.waiting_reason.endswith(", …")
     assert len(job.waiting_reason) <= 255
     Job.objects.get(pk=job.pk)  # stored as it is
+
+
+def test_a_job_without_prerequisites_costs_one_lookup_when_it_finishes(sent) -> None:
+    job = services.enqueue(PROBE)
+    with CaptureQueriesContext(connection) as captured:
+        assert deliver(job).status == JobStatus.COMPLETED
+    lookups = [q["sql"] for q in captured.captured_queries if "jobs_jobdependency" in q["sql"]]
+    assert len(lookups) == 1  # its dependents, on completion; none at the claim
+    assert "prerequisite_id" in lookups[0]

@@ -12,6 +12,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="job",
+            name="has_prerequisites",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
             model_name='job',
             name='waiting_reason',
             field=models.CharField(blank=True, max_length=255),
