@@ -532,3 +532,19 @@ BEAT_HEARTBEAT_FILE = Path(
     os.environ.get("ACCESSHIVE_BEAT_HEARTBEAT_FILE", VAR_DIR / "beat-heartbeat")
 )
 BEAT_HEARTBEAT_MAX_AGE = env_int("ACCESSHIVE_BEAT_HEARTBEAT_MAX_AGE", 60)
+# --- Audit retention and late arrivals (issue 20) -------------------------------------------
+# Audit events older than this (by when they happened) are deleted by the beat, in batches.
+AUDIT_RETENTION_DAYS = env_int("ACCESSHIVE_AUDIT_RETENTION_DAYS", 400)
+AUDIT_PRUNE_BATCH = env_int("ACCESSHIVE_AUDIT_PRUNE_BATCH", 5000)
+CELERY_BEAT_SCHEDULE["audit-prune"] = {
+    "task": "audit.prune",
+    "schedule": crontab(minute="45", hour="3"),
+}
+# Once a day, each platform's previous day is read again, counting what the overlap missed.
+CELERY_BEAT_SCHEDULE["audit-late-check"] = {
+    "task": "audit.schedule_late_checks",
+    "schedule": crontab(minute="15", hour="2"),
+}
+# Asset discovery lists OAuth tokens (one call per user) this many users at a time, recording
+# each page's progress so a run cut short by its time limit goes on from there.
+ASSETS_TOKEN_USER_PAGE = env_int("ACCESSHIVE_ASSETS_TOKEN_USER_PAGE", 100)

@@ -131,3 +131,41 @@ def revoke_api_token(token: ApiToken, *, actor: Any) -> bool:
             target_label=f"{token.name} ({token.prefix}…) of {token.user.get_username()}",
         )
     return bool(revoked)
+def revoke_tokens_of(user: AbstractBaseUser) -> int:
+    """Revoke every API token of ``user`` still in use (kept, listed as revoked); returns how
+    many were revoked."""
+    return ApiToken.objects.filter(user_id=user.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def deactivate_user(user: AbstractBaseUser, *, actor: Any, reason: str = "") -> dict[str, Any]:
+    """Turn a user of AccessHive off: inactive (no sign-in, password or SSO), every open
+    session ended, API tokens revoked, role removed. Returns what changed; running it again
+    changes nothing and records nothing.
+
+    Sessions end because the session's stored auth hash comes from the password: a new
+    unusable password makes every session of the user fail its check on its next request,
+    whatever the session store."""
+    model = get_user_model()
+    locked = model.objects.select_for_update().get(pk=user.pk)
+    tokens = revoke_tokens_of(locked)
+    was_active = locked.is_active
+    if was_active:
+        locked.is_active = False
+        locked.set_unusable_password()
+        locked.save(update_fields=["is_active", "password"])
+    had_role = remove_role(locked, actor=actor)
+    forget_cached_role(user)
+    outcome = {"deactivated": was_active, "tokens_revoked": tokens, "role_removed": had_role}
+    if was_active or tokens:
+        record(
+            "user.deactivated",
+            actor=actor,
+            target=locked,
+            target_label=locked.get_username(),
+            reason=reason,
+            **outcome,
+        )
+    return outcome

@@ -5,14 +5,14 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from assets import services
-from assets.models import AssetKind
+from assets.models import AssetKind, TokenListingProgress
 from connectors.google_assets import GoogleAssetsClient, RemoteAsset
-from identities.handlers.common import read_secret
+from identities.handlers.common import platform_pacer, read_secret
 from identities.models import Platform
-from jobs import ratelimit
 from jobs.errors import PermanentError
 from jobs.models import Job
 from jobs.registry import register
@@ -40,7 +40,7 @@ def assets_client(platform: Platform) -> GoogleAssetsClient:
         api_endpoint=platform.api_endpoint or None,
         label=f"platform {platform.name}",
         # The platform's one bucket, shared with every other Directory API call to it.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
     )
 
 
@@ -49,6 +49,26 @@ def remembering(users: Iterable[RemoteAsset], into: list[tuple[str, str]]) -> It
     for user in users:
         into.append((user.external_id, user.name))
         yield user
+
+
+def list_tokens(
+    client: GoogleAssetsClient,
+    platform: Platform,
+    users: list[tuple[str, str]],
+    progress: TokenListingProgress,
+) -> services.KindCounts:
+    """tokens.list is one call per user (Google has no customer-wide listing of grants), so
+    it is what a large customer's time limit cuts short. Users go in id order, a page at a
+    time, each page recorded with the job's progress: the retry starts after the last page
+    recorded, never from the first user. (A user added meanwhile with an id below that point
+    is listed by the next discovery.)"""
+    size = settings.ASSETS_TOKEN_USER_PAGE
+    todo = sorted(user for user in users if user[0] > progress.done_through)
+    for start in range(0, len(todo), size):
+        page = todo[start : start + size]
+        tokens = [token for user_id, email in page for token in client.tokens(user_id, email)]
+        services.record_token_page(platform, progress, tokens, through=page[-1][0], users=len(page))
+    return services.finish_tokens(platform, progress)
 
 
 @register("asset_discovery")
@@ -69,12 +89,11 @@ def run(job: Job) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     for kind, listing in listings:
         counts[str(kind)] = services.sync_kind(platform, kind, listing(), seen_at).as_dict()
-    # tokens.list is one call per user: Google has no customer-wide listing of grants.
-    tokens = (token for user_id, email in users for token in client.tokens(user_id, email))
-    counts[str(AssetKind.OAUTH_TOKEN)] = services.sync_kind(
-        platform, AssetKind.OAUTH_TOKEN, tokens, seen_at
-    ).as_dict()
+    progress = services.get_token_progress(job, seen_at=seen_at)
+    resumed_after = progress.users_done
+    counts[str(AssetKind.OAUTH_TOKEN)] = list_tokens(client, platform, users, progress).as_dict()
     return {
+        "tokens_resumed_after_users": resumed_after,
         "platform": platform.name,
         "seen_at": seen_at.isoformat(),
         "kinds": counts,

@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from identities.models import Platform
+from jobs.models import Job
 
 
 class AssetKind(models.TextChoices):
@@ -61,3 +62,20 @@ class Asset(models.Model):
     @property
     def is_gone(self) -> bool:
         return self.gone_at is not None
+
+
+class TokenListingProgress(models.Model):
+    """How far one discovery job's OAuth-token listing (one call per user) got: the users up
+    to ``done_through`` (by user id) are recorded, with what they counted. An attempt cut
+    short by the time limit leaves it; the retry goes on from there with the same
+    ``seen_at``, so gone-marking still sees every token recorded before."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField()
+    done_through = models.CharField(max_length=255, blank=True)
+    users_done = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"tokens of job #{self.job_id} through user {self.done_through or '-'}"

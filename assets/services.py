@@ -13,7 +13,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-from assets.models import Asset
+from assets.models import Asset, AssetKind, TokenListingProgress
 from connectors.google_assets import RemoteAsset
 from identities.models import Platform
 from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
@@ -161,3 +161,46 @@ def sync_kind(
         total.returned += counts.returned
     total.gone = mark_gone(platform, kind, seen_at)
     return total
+
+
+def get_token_progress(job: Job, *, seen_at: dt.datetime) -> TokenListingProgress:
+    """The job's token-listing progress; a new one starts at ``seen_at``."""
+    progress, _ = TokenListingProgress.objects.get_or_create(
+        job=job, defaults={"seen_at": seen_at, "counts": KindCounts().as_dict()}
+    )
+    return progress
+
+
+def record_token_page(
+    platform: Platform,
+    progress: TokenListingProgress,
+    tokens: list[RemoteAsset],
+    *,
+    through: str,
+    users: int,
+) -> None:
+    """Record the tokens of one page of users and move the job's progress past them, in one
+    transaction: a retry never lists these users again."""
+    with transaction.atomic():
+        counts = record_seen(platform, AssetKind.OAUTH_TOKEN, tokens, progress.seen_at)
+        total = {key: progress.counts.get(key, 0) + value for key, value in asdict(counts).items()}
+        TokenListingProgress.objects.filter(pk=progress.pk).update(
+            done_through=through,
+            users_done=progress.users_done + users,
+            counts=total,
+            updated_at=timezone.now(),
+        )
+        progress.done_through, progress.users_done, progress.counts = (
+            through,
+            progress.users_done + users,
+            total,
+        )
+
+
+def finish_tokens(platform: Platform, progress: TokenListingProgress) -> KindCounts:
+    """Every user's tokens are recorded: mark gone the ones no page had, and forget the
+    progress."""
+    counts = KindCounts(**{key: int(value) for key, value in progress.counts.items()})
+    counts.gone = mark_gone(platform, AssetKind.OAUTH_TOKEN, progress.seen_at)
+    TokenListingProgress.objects.filter(pk=progress.pk).delete()
+    return counts

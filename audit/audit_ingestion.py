@@ -1,5 +1,6 @@
-"""audit_ingestion: read a platform's activity reports from its checkpoints (minus an overlap
-window for late activities) up to now, window by window, storing each page as it comes."""
+"""audit_ingestion: read a platform's activity reports from its checkpoints (minus the
+platform's overlap window for late activities) up to now, window by window, storing each page
+as it comes; or, once a day, re-read the previous day to count what that overlap missed."""
 
 import datetime as dt
 import json
@@ -12,9 +13,8 @@ from django.utils import timezone
 
 from audit import services
 from connectors.google_reports import GoogleReportsClient
-from identities.handlers.common import read_secret
+from identities.handlers.common import platform_pacer, read_secret
 from identities.models import Platform
-from jobs import ratelimit
 from jobs.errors import PermanentError
 from jobs.models import Job
 from jobs.registry import register
@@ -39,7 +39,7 @@ def reports_client(platform: Platform) -> GoogleReportsClient:
         api_endpoint=platform.api_endpoint or None,
         label=f"platform {platform.name}",
         # The platform's one bucket: Reports calls count against the same Admin SDK project.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
     )
 
 
@@ -69,6 +69,7 @@ def ingest_application(
     *,
     now: dt.datetime,
     deadline: float,
+    overlap: dt.timedelta,
 ) -> Progress:
     """Read one application's report in windows, oldest first.
 
@@ -80,7 +81,6 @@ def ingest_application(
     """
     checkpoint = services.get_checkpoint(platform, application)
     lookback = dt.timedelta(hours=settings.AUDIT_INITIAL_LOOKBACK_HOURS)
-    overlap = dt.timedelta(minutes=settings.AUDIT_OVERLAP_MINUTES)
     window = dt.timedelta(minutes=settings.AUDIT_WINDOW_MINUTES)
     start = (checkpoint.position or now - lookback) - overlap
     progress = Progress(application, read_from=start.isoformat())
@@ -117,15 +117,73 @@ def ingest_application(
     return progress
 
 
+def late_check(
+    client: GoogleReportsClient,
+    platform: Platform,
+    application: str,
+    day: dt.date,
+    overlap: dt.timedelta,
+) -> dict[str, Any]:
+    """Read ``day`` of one report again, up to where the runs' overlap has stopped re-reading
+    (the checkpoint minus the overlap): every event stored now was published later than the
+    overlap, and would have been missed. The count is kept per day (AuditLateCheck)."""
+    checkpoint = services.get_checkpoint(platform, application)
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+    if checkpoint.position is None:
+        return {"skipped": "not read yet"}
+    read_to = min(start + dt.timedelta(days=1), checkpoint.position - overlap)
+    if read_to <= start:
+        return {"skipped": "the runs have not read past this day yet"}
+    read = missed = 0
+    for page in client.list_activities(application, start=start, end=read_to):
+        stored = services.store_activities(platform, application, page)
+        read += stored.read
+        missed += stored.stored
+    check = services.record_late_check(
+        platform,
+        application,
+        day,
+        read_to=read_to,
+        read=read,
+        missed=missed,
+        overlap_minutes=int(overlap.total_seconds() // 60),
+    )
+    return {"read": check.read, "missed": check.missed, "read_to": check.read_to.isoformat()}
+
+
+def run_late_check(job: Job, platform: Platform, raw_day: object) -> dict[str, Any]:
+    try:
+        day = dt.date.fromisoformat(str(raw_day))
+    except ValueError:
+        raise PermanentError(f"Job {job.pk}: {raw_day!r} is not a day (YYYY-MM-DD)") from None
+    audit_settings = services.get_settings(platform)
+    client = reports_client(platform)
+    overlap = dt.timedelta(minutes=audit_settings.overlap_minutes)
+    return {
+        "platform": platform.name,
+        "late_check_day": day.isoformat(),
+        "applications": {
+            application: late_check(client, platform, application, day, overlap)
+            for application in audit_settings.applications
+        },
+    }
+
+
 @register("audit_ingestion")
 def run(job: Job) -> dict[str, Any]:
     platform = load_platform(job)
+    params = job.params if isinstance(job.params, dict) else {}
+    if services.LATE_CHECK_PARAM in params:
+        return run_late_check(job, platform, params[services.LATE_CHECK_PARAM])
     audit_settings = services.get_settings(platform)
     client = reports_client(platform)
     deadline = time.monotonic() + settings.AUDIT_RUN_BUDGET_SECONDS
     now = timezone.now()
+    overlap = dt.timedelta(minutes=audit_settings.overlap_minutes)
     results = [
-        ingest_application(client, platform, application, now=now, deadline=deadline)
+        ingest_application(
+            client, platform, application, now=now, deadline=deadline, overlap=overlap
+        )
         for application in audit_settings.applications
     ]
     behind = any(not progress.caught_up and not progress.stuck for progress in results)

@@ -20,3 +20,12 @@ class AuditSettingsForm(forms.Form):
         max_value=24 * 60,
         help_text="How long after one run the beat sends the next",
     )
+    overlap_minutes = forms.IntegerField(
+        label="Overlap (minutes)",
+        required=False,  # left out: unchanged
+        min_value=0,
+        max_value=24 * 60,
+        help_text="Each run re-reads this much before where the last one stopped, for "
+        "activities Google publishes late; the daily late-arrival check below says if it "
+        "is enough",
+    )

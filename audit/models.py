@@ -18,6 +18,10 @@ def default_interval() -> int:
     return int(settings.AUDIT_DEFAULT_INTERVAL_MINUTES)
 
 
+def default_overlap() -> int:
+    return int(settings.AUDIT_OVERLAP_MINUTES)
+
+
 class AuditSettings(models.Model):
     """Which activity reports of a platform are ingested, and how often. Kept here, not on
     the platform: ingestion is this app's concern."""
@@ -28,6 +32,9 @@ class AuditSettings(models.Model):
     enabled = models.BooleanField(default=True)
     applications = models.JSONField(default=default_applications)
     interval_minutes = models.PositiveIntegerField(default=default_interval)
+    # How far before its checkpoint each run starts reading again, for activities Google
+    # publishes late; the daily late-arrival check (AuditLateCheck) says whether it is enough.
+    overlap_minutes = models.PositiveIntegerField(default=default_overlap)
     last_enqueued_at = models.DateTimeField(null=True, blank=True)
     # Set by a run that stopped at its time budget before reaching "now", so the beat sends
     # the next run at its next tick instead of after a whole interval.
@@ -118,3 +125,29 @@ class AuditEvent(models.Model):
     @property
     def problems(self) -> list[Any]:
         return list((self.raw or {}).get("problems") or [])
+
+
+class AuditLateCheck(models.Model):
+    """The daily late-arrival check of one application's report of one platform for one day:
+    that day re-read once it is well behind the checkpoint; ``missed`` counts the events the
+    runs with their overlap had not stored (now stored), published later than the overlap."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+")
+    application = models.CharField(max_length=40)
+    day = models.DateField()
+    read_to = models.DateTimeField()
+    read = models.PositiveIntegerField(default=0)
+    missed = models.PositiveIntegerField(default=0)
+    overlap_minutes = models.PositiveIntegerField()
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "application"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "application", "day"], name="audit_late_check_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} {self.application} {self.day}: {self.missed} missed"

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
+from audit.models import AuditCheckpoint, AuditEvent, AuditLateCheck, AuditSettings
 from connectors.google_reports import APPLICATIONS, Activity
 from identities.models import Platform
 from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
@@ -20,6 +20,11 @@ from trail.services import record
 
 JOB_TYPE = JobType.AUDIT_INGESTION
 _LIMITS = {"event_name": 200, "event_type": 200, "actor_email": 320, "actor_profile_id": 64}
+
+
+# A day: a longer overlap re-reads more than the daily late-arrival check would.
+MAX_OVERLAP_MINUTES = 24 * 60
+LATE_CHECK_PARAM = "late_check_day"
 
 
 class InvalidSettingsError(ValueError):
@@ -50,11 +55,12 @@ def read_settings(platform: Platform) -> AuditSettings:
     )
 
 
-def settings_values(audit_settings: AuditSettings) -> tuple[bool, list[str], int]:
+def settings_values(audit_settings: AuditSettings) -> tuple[bool, list[str], int, int]:
     return (
         audit_settings.enabled,
         list(audit_settings.applications),
         audit_settings.interval_minutes,
+        audit_settings.overlap_minutes,
     )
 
 
@@ -65,6 +71,7 @@ def update_settings(
     applications: list[str],
     interval_minutes: int,
     actor: Any,
+    overlap_minutes: int | None = None,
 ) -> AuditSettings:
     unknown = [app for app in applications if app not in APPLICATIONS]
     if unknown or not applications:
@@ -73,6 +80,8 @@ def update_settings(
         )
     if interval_minutes < 1:
         raise InvalidSettingsError("The interval is at least one minute")
+    if overlap_minutes is not None and not 0 <= overlap_minutes <= MAX_OVERLAP_MINUTES:
+        raise InvalidSettingsError(f"The overlap is 0 to {MAX_OVERLAP_MINUTES} minutes")
     with transaction.atomic():
         audit_settings = get_settings(platform)
         before = settings_values(audit_settings)
@@ -80,6 +89,8 @@ def update_settings(
         # Kept in the order Google lists them, whatever order the form sent.
         audit_settings.applications = [app for app in APPLICATIONS if app in applications]
         audit_settings.interval_minutes = interval_minutes
+        if overlap_minutes is not None:
+            audit_settings.overlap_minutes = overlap_minutes
         audit_settings.save()
         if settings_values(audit_settings) != before:
             record(
@@ -89,6 +100,7 @@ def update_settings(
                 enabled=enabled,
                 applications=audit_settings.applications,
                 interval_minutes=interval_minutes,
+                overlap_minutes=audit_settings.overlap_minutes,
             )
     return audit_settings
 
@@ -153,6 +165,56 @@ def enqueue_due_ingestions(now: dt.datetime | None = None) -> int:
                 enqueue(JOB_TYPE, subject=platform, trigger=Trigger.SCHEDULE, trigger_label="beat")
                 sent += 1
     return sent
+
+
+def enqueue_late_checks(now: dt.datetime | None = None) -> int:
+    """The beat's daily part: an audit_ingestion run per connected, enabled platform that
+    re-reads the previous day (UTC) to count what the overlap missed."""
+    day = ((now or timezone.now()) - dt.timedelta(days=1)).date()
+    sent = 0
+    for platform in connected_platforms():
+        audit_settings = get_settings(platform)
+        done = AuditLateCheck.objects.filter(platform=platform, day=day).count()
+        if not audit_settings.enabled or done >= len(audit_settings.applications):
+            continue
+        enqueue(
+            JOB_TYPE,
+            subject=platform,
+            params={LATE_CHECK_PARAM: day.isoformat()},
+            trigger=Trigger.SCHEDULE,
+            trigger_label="daily late-arrival check",
+        )
+        sent += 1
+    return sent
+
+
+def record_late_check(
+    platform: Platform,
+    application: str,
+    day: dt.date,
+    *,
+    read_to: dt.datetime,
+    read: int,
+    missed: int,
+    overlap_minutes: int,
+) -> AuditLateCheck:
+    """The day's first check of this report is the one kept: a repeat finds nothing new."""
+    check, _ = AuditLateCheck.objects.get_or_create(
+        platform=platform,
+        application=application,
+        day=day,
+        defaults={
+            "read_to": read_to,
+            "read": read,
+            "missed": missed,
+            "overlap_minutes": overlap_minutes,
+        },
+    )
+    return check
+
+
+def list_late_checks(platform: Platform, *, days: int = 14) -> list[AuditLateCheck]:
+    return list(AuditLateCheck.objects.filter(platform=platform)[: days * len(APPLICATIONS)])
 
 
 def set_catching_up(platform: Platform, behind: bool) -> None:

@@ -117,6 +117,7 @@ def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
                 "enabled": audit_settings.enabled,
                 "applications": audit_settings.applications,
                 "interval_minutes": audit_settings.interval_minutes,
+                "overlap_minutes": audit_settings.overlap_minutes,
             }
         )
     context = {
@@ -129,6 +130,7 @@ def platform_settings(request: HttpRequest, platform_id: int) -> HttpResponse:
         "connected": platform in services.connected_platforms(),
         "checkpoints": services.list_checkpoints(platform),
         "jobs": services.list_ingestion_jobs(platform),
+        "late_checks": services.list_late_checks(platform),
     }
     return render(request, "audit/platform_settings.html", context, status=status)
 

@@ -29,7 +29,7 @@ STEPS = (
     "lifecycle.start_attempt",
     "runner.run_attempt",
     "lifecycle.complete_attempt",
-    "lifecycle.claim_waiting",
+    "lifecycle.claim_ready",
     "lifecycle.moved",
     "lifecycle.shift_counts",
     "metrics.record_attempt",

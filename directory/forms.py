@@ -211,6 +211,7 @@ class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
             "on_leaver",
             "login_domain",
             "sync_groups",
+            "deactivate_accounts",
             "run_as",
         ]
 

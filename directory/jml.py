@@ -12,8 +12,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
+from accounts.services import deactivate_user
 from connectors.google_workspace import GoogleWorkspaceClient
 from connectors.scim import ScimClient
 from directory.models import DirectoryEvent, DirectoryUser, EventKind, JmlRule
@@ -293,19 +294,49 @@ def leaver(ctx: Context) -> None:
             ctx.scim.set_active(found.id, False, user_name=found.user_name)
             steps.add(action, "deactivated")
     end_pam_sessions(ctx)
+    deactivate_accounts(ctx)
+
+
+def leaver_accounts(ctx: Context) -> QuerySet[Any]:
+    """AccessHive users who are this leaver: by the directory email or the platform login
+    (an SSO user's user name and email are the address the IdP asserts), or user name."""
+    user = ctx.user
+    match = Q()
+    for key in {key for key in (user.email, ctx.login) if key}:
+        match |= Q(email__iexact=key) | Q(username__iexact=key)
+    if user.username:
+        match |= Q(username__iexact=user.username)
+    return get_user_model().objects.filter(match).order_by("pk")
+
+
+def deactivate_accounts(ctx: Context) -> None:
+    """Turn the leaver's own AccessHive account off, after their PAM sessions are in."""
+    steps = ctx.steps
+    if not ctx.rule.deactivate_accounts:
+        return
+    accounts = list(leaver_accounts(ctx))
+    if not accounts:
+        steps.add(f"deactivate AccessHive user {ctx.login}", "skipped: no such AccessHive user")
+        return
+    for account in accounts:
+        name = account.get_username()
+        action = f"deactivate AccessHive user {name} (sessions ended, API tokens revoked)"
+        if not account.is_active and not account.api_tokens.exists():
+            steps.add(action, "already deactivated")
+            continue
+        if not steps.act(action):
+            continue
+        outcome = deactivate_user(
+            account, actor=ctx.rule.run_as, reason=f"directory leaver {ctx.event.label}"
+        )
+        steps.add(action, f"deactivated; {outcome['tokens_revoked']} API token(s) revoked")
 
 
 def end_pam_sessions(ctx: Context) -> None:
     """Check in every open session the leaver holds; check-in rotates a managed shared
     credential's password (pam enqueues credential_rotation)."""
-    steps, user = ctx.steps, ctx.user
-    keys = {key for key in (user.email, ctx.login) if key}
-    match = Q()
-    for key in keys:
-        match |= Q(email__iexact=key) | Q(username__iexact=key)
-    if user.username:
-        match |= Q(username__iexact=user.username)
-    accounts = get_user_model().objects.filter(match)
+    steps = ctx.steps
+    accounts = leaver_accounts(ctx)
     sessions = list(
         AccessSession.objects.filter(holder__in=accounts, ended_at__isnull=True)
         .select_related("identity", "holder")

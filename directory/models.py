@@ -371,6 +371,12 @@ class JmlRule(models.Model):
         default=True,
         help_text="Movers join and leave the platform's Google groups with the same email",
     )
+    deactivate_accounts = models.BooleanField(
+        "deactivate leavers' AccessHive accounts",
+        default=True,
+        help_text="A leaver whose email or user name is an AccessHive user's is deactivated "
+        "there too: sessions ended, API tokens revoked, role removed",
+    )
     run_as = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -74,4 +74,9 @@ def planned_actions(
             f"check in the open PAM sessions held by {login} (managed shared credentials "
             "they had checked out are rotated)"
         )
+        if rule.deactivate_accounts:
+            lines.append(
+                f"deactivate the AccessHive user {login}, if there is one (sessions ended, API "
+                "tokens revoked)"
+            )
     return [prefix + line for line in lines]

@@ -9,9 +9,8 @@ from typing import Protocol
 from connectors.google_workspace import DIRECTORY_SCOPES, GoogleWorkspaceClient, Page
 from connectors.ldap import LdapDirectory, LdapEndpoint, LdapEntry, normalize_dn, org_unit_path
 from directory.models import DISABLED_MATCHES, IdentitySource
-from identities.handlers.common import read_secret
+from identities.handlers.common import platform_pacer, read_secret
 from identities.models import Platform
-from jobs import ratelimit
 from jobs.errors import PermanentError
 
 
@@ -99,7 +98,7 @@ def platform_client(platform: Platform, *, paced: bool = False) -> GoogleWorkspa
         platform.admin_email,
         api_endpoint=platform.api_endpoint or None,
         scopes=DIRECTORY_SCOPES,
-        before_call=ratelimit.pacer(platform.kind, platform.pk) if paced else None,
+        before_call=platform_pacer(platform) if paced else None,
     )
 
 

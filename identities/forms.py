@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
@@ -311,6 +312,8 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
             "customer_id",
             "admin_email",
             "api_endpoint",
+            "rate_limit_per_second",
+            "rate_limit_burst",
         ]
         field_classes = {
             "name": SingleLineCharField,
@@ -318,8 +321,25 @@ class PlatformForm(forms.ModelForm):  # type: ignore[type-arg]
             "customer_id": SingleLineCharField,
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        defaults = "; ".join(
+            f"{Platform.Kind(kind).label} {rate:g}/s, burst {burst}"
+            for kind, (rate, burst) in sorted(settings.RATE_LIMITS.items())
+            if kind in Platform.Kind.values
+        )
+        self.fields["rate_limit_per_second"].help_text = (
+            "Shared by every worker's calls to this platform. Empty: the default for its kind"
+            f" ({defaults or 'none set'}; other kinds: no limit). 0: no limit."
+        )
+        self.fields[
+            "rate_limit_burst"
+        ].help_text = "Calls allowed at once above the rate. Empty: about one second's worth."
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        if cleaned.get("rate_limit_burst") and cleaned.get("rate_limit_per_second") is None:
+            self.add_error("rate_limit_burst", "Set the rate too, or leave both empty.")
         if cleaned.get("kind") != Platform.Kind.GOOGLE_WORKSPACE:
             if cleaned.get("service_account_key"):
                 self.add_error(

@@ -1,6 +1,7 @@
 """Platform, IdentityProvider and Identity; secrets are only ever vault references here."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -65,6 +66,17 @@ class Platform(models.Model):
     service_account_key_ref = models.CharField(max_length=300, blank=True)
     api_endpoint = models.URLField(
         blank=True, help_text="Leave empty for Google; set for the sandbox or a proxy"
+    )
+    # Every worker's calls to this platform share one token bucket (jobs.ratelimit). Empty:
+    # the kind's default from settings.RATE_LIMITS; 0 requests a second: no limit.
+    rate_limit_per_second = models.FloatField(
+        "rate limit (requests a second)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    rate_limit_burst = models.PositiveIntegerField(
+        "burst (requests)", null=True, blank=True, validators=[MinValueValidator(1)]
     )
     created_at = models.DateTimeField(default=timezone.now)
 

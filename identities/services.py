@@ -15,7 +15,7 @@ from identities.models import (
     IdentityType,
     Platform,
 )
-from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobType, Trigger
 from jobs.services import JobRequest, enqueue, enqueue_many
 from trail.services import changed_fields, record
 from vault.backends import get_vault
@@ -92,8 +92,17 @@ def create_identity(data: IdentityInput, *, actor: Any, on_trail: bool = True) -
                 return identity
             identity.status = IdentityStatus.PROVISIONING
             identity.save(update_fields=["status"])
+            # In order: the SSO user points at the Google user, so it waits for it to exist.
+            previous: list[Job] = []
             for job_type in provisioning_jobs(data.identity_type, data.platform):
-                enqueue(job_type, subject=identity, triggered_by=actor, trigger=Trigger.USER)
+                job = enqueue(
+                    job_type,
+                    subject=identity,
+                    triggered_by=actor,
+                    trigger=Trigger.USER,
+                    after=previous,
+                )
+                previous = [job]
             return identity
     except IntegrityError as exc:
         if Identity.objects.filter(platform=data.platform, login=data.login).exists():
@@ -138,11 +147,13 @@ def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identi
         for (identity, _), ref in zip(with_secrets, refs, strict=True):
             identity.secret_ref = str(ref)
         set_secret_refs([identity for identity, _ in with_secrets])
-        jobs = [
-            JobRequest(job_type, subject=identity)
-            for identity, data in zip(identities, inputs, strict=True)
-            for job_type in provisioning_jobs(data.identity_type, data.platform)
-        ]
+        jobs: list[JobRequest] = []
+        for identity, data in zip(identities, inputs, strict=True):
+            # In order, as create_identity: the SSO user waits for the Google user.
+            for step, job_type in enumerate(provisioning_jobs(data.identity_type, data.platform)):
+                jobs.append(
+                    JobRequest(job_type, subject=identity, after=(len(jobs) - 1,) if step else ())
+                )
         enqueue_many(jobs, triggered_by=actor, trigger=Trigger.USER)
     return identities
 
@@ -174,8 +185,8 @@ def list_identity_jobs(identity: Identity) -> list[Job]:
 
 
 def refresh_identity_status(identity_id: int) -> None:
-    """Provisioned when all its provisioning jobs completed, failed when one failed,
-    provisioning while any is still on its way (including after an admin's retry)."""
+    """Provisioning while any of its provisioning jobs is on its way (including after an
+    admin's retry), else failed when one failed, provisioned when all completed."""
     identity = Identity.objects.select_for_update().filter(pk=identity_id).first()
     if identity is None or identity.identity_type in CREDENTIALS_ONLY_TYPES:
         return
@@ -186,9 +197,13 @@ def refresh_identity_status(identity_id: int) -> None:
             job_type__in=PROVISIONING_JOB_TYPES,
         ).values_list("status", flat=True)
     )
-    if JobStatus.FAILED in statuses:
+    if statuses & set(ACTIVE_STATUSES):
+        # Still on its way: an admin's retry of the Google user will release the SSO user
+        # that was "not run" (jobs.dependencies), so the identity is not failed meanwhile.
+        status = IdentityStatus.PROVISIONING
+    elif JobStatus.FAILED in statuses:
         status = IdentityStatus.FAILED
-    elif statuses and statuses <= {JobStatus.COMPLETED}:
+    elif statuses:
         status = IdentityStatus.PROVISIONED
     else:
         status = IdentityStatus.PROVISIONING

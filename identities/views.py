@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from identities import queries, services
 from identities.forms import IDENTITY_FORMS, IdentityProviderForm, PlatformForm
+from identities.handlers.common import rate_limit_label
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
     Identity,
@@ -175,7 +176,9 @@ def platform_list(request: HttpRequest) -> HttpResponse:
     require_permissions(request, VIEW_PLATFORM)
     context = {
         "nav": "platforms",
-        "platforms": queries.list_platforms(),
+        "platforms": [
+            (platform, rate_limit_label(platform)) for platform in queries.list_platforms()
+        ],
         "can_add": request.user.has_perm(ADD_PLATFORM),
         "can_change": request.user.has_perm(CHANGE_PLATFORM),
     }

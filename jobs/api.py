@@ -104,13 +104,14 @@ class JobPage(Out):
 
 
 class StatusFilter(StrEnum):
-    """The five statuses, and ``cancelled``: failed jobs whose reason is a cancel."""
+    """Every status, and ``cancelled``: failed jobs whose reason is a cancel."""
 
     PENDING = JobStatus.PENDING.value
     RUNNING = JobStatus.RUNNING.value
     COMPLETED = JobStatus.COMPLETED.value
     FAILED = JobStatus.FAILED.value
     RETRYING = JobStatus.RETRYING.value
+    WAITING = JobStatus.WAITING.value
     CANCELLED = queries.CANCELLED
 
 

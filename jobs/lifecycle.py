@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from jobs import metrics, routing
+from jobs import dependencies, metrics, routing
 from jobs.models import (
     AttemptOutcome,
     Job,
@@ -225,19 +225,18 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
     now = timezone.now()
     with transaction.atomic():
         if fast_sql():
-            attempt = claim_waiting(
-                job_id, task_id=task_id, retries=retries, worker=worker, now=now
-            )
+            attempt = claim_ready(job_id, task_id=task_id, retries=retries, worker=worker, now=now)
             if attempt is not None:
                 return attempt
-        # Not a waiting job this message may claim: stale, a duplicate, or the job's
-        # previous attempt lost its worker.
+        # Not a job this message may simply claim: stale, a duplicate, the job's previous
+        # attempt lost its worker, or a job that may have to wait (jobs.dependencies).
         job = lock_job(job_id)
         if job is None or str(job.celery_task_id) != str(task_id):
             return None
         lost_cutoff = now - timedelta(seconds=routing.time_limits_for(job.job_type)[1])
         if job.status in (JobStatus.PENDING, JobStatus.RETRYING) and job.retries == retries:
-            pass
+            if dependencies.hold_at_claim(job):
+                return None
         elif job.status == JobStatus.RUNNING and (
             retries > job.retries
             or (
@@ -269,12 +268,13 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
         return attempt
 
 
-def claim_waiting(
+def claim_ready(
     job_id: int, *, task_id: str, retries: int, worker: str, now: datetime
 ) -> JobAttempt | None:
     """The common claim in one statement: lock the job; if it is pending or retrying for this
-    very message, mark it running, record the attempt and move the counters. None if it was
-    in any other state (start_attempt then looks closer)."""
+    very message, and nothing could make it wait (no prerequisites, no gate on its type),
+    mark it running, record the attempt and move the counters. None otherwise
+    (start_attempt then looks closer)."""
     try:
         task_uuid = uuid.UUID(str(task_id))
     except ValueError:
@@ -291,6 +291,7 @@ def claim_waiting(
                 FROM old
                 WHERE j.id = old.id AND old.status IN (%(pending)s, %(retrying)s)
                     AND old.retries = %(retries)s AND old.celery_task_id = %(task_id)s
+                    AND NOT old.has_prerequisites AND NOT old.job_type = ANY(%(gated)s)
                 RETURNING j.id, j.job_type, old.status AS from_status, j.attempt_count
             ), attempt AS (
                 INSERT INTO {ATTEMPTS} (job_id, number, retries, worker, started_at, outcome,
@@ -312,6 +313,7 @@ def claim_waiting(
                 "task_id": task_uuid,
                 "worker": worker,
                 "outcome": AttemptOutcome.RUNNING,
+                "gated": dependencies.gated_job_types(),
             },
         )
         row = cursor.fetchone()
@@ -368,6 +370,7 @@ def claim(job: Job, *, number: int, retries: int, worker: str, now: datetime) ->
                 "job_id": job.pk,
                 "worker": worker,
                 "outcome": AttemptOutcome.RUNNING,
+                "gated": dependencies.gated_job_types(),
             },
         )
         row = cursor.fetchone()
@@ -589,13 +592,14 @@ def cancel(job_id: int, *, actor: Any) -> str | None:
         message = f"Cancelled by {actor.get_username()} before attempt {job.attempt_count + 1}"
         left = transition(
             job_id,
-            allowed=(JobStatus.PENDING, JobStatus.RETRYING),
+            allowed=(JobStatus.PENDING, JobStatus.RETRYING, JobStatus.WAITING),
             to_status=JobStatus.FAILED,
             completed_at=now,
             next_attempt_at=None,
             error_class=CANCELLED_ERROR_CLASS,
             error_message=message,
             error_traceback="",
+            waiting_reason="",
         )
         if left is None:
             return None

@@ -27,9 +27,12 @@ class JobStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     RETRYING = "retrying", "Retrying"
+    # Held back before its first (or next) attempt: until other jobs complete, or until a
+    # domain app releases it (jobs.dependencies). No message is in the broker meanwhile.
+    WAITING = "waiting", "Waiting"
 
 
-ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RETRYING)
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING)
 
 
 class Trigger(models.TextChoices):
@@ -77,6 +80,10 @@ class Job(models.Model):
     attempt_count = models.PositiveIntegerField(default=0)
     attempt_started_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(default=timezone.now)
+    # Why a waiting job waits ("waiting for #123", "waiting for check-in of session #5").
+    waiting_reason = models.CharField(max_length=255, blank=True)
+    # Enqueued with prerequisites (JobDependency): only such a job's claim looks them up.
+    has_prerequisites = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]
@@ -191,6 +198,8 @@ class JobEvent(models.Model):
         CANCELLED = "cancelled", "Cancelled before its next attempt"
         RESENT = "resent", "Message re-sent by the sweeper"
         RECOVERED = "recovered", "Recovered from a lost worker"
+        HELD = "held", "Held back"
+        RELEASED = "released", "Released"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -205,6 +214,24 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on job #{self.job_id}"
+
+
+class JobDependency(models.Model):
+    """``job`` waits for ``prerequisite`` to complete; if it fails for good, ``job`` is not run.
+
+    A Retry of the prerequisite that completes releases the job (jobs.dependencies).
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="prerequisite_links")
+    prerequisite = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependent_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "prerequisite"], name="job_dependency_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"job #{self.job_id} after #{self.prerequisite_id}"
 
 
 class JobStatusCount(models.Model):

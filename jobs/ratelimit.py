@@ -102,9 +102,19 @@ class _LocalBuckets:
 _local = _LocalBuckets()
 
 
-def limit_for(kind: str, platform_id: object) -> Limit | None:
-    """The platform's own limit ("kind:id"), else its kind's; None when it has none."""
-    spec = settings.RATE_LIMITS.get(f"{kind}:{platform_id}") or settings.RATE_LIMITS.get(kind)
+def limit_for(
+    kind: str, platform_id: object, *, rate: float | None = None, burst: int | None = None
+) -> Limit | None:
+    """The limit a platform's calls share; None when it has none.
+
+    ``rate``/``burst`` are the platform's own, set on its page (its row); without them, the
+    settings string's "kind:id" entry, else its kind's default. A rate of 0 means no limit.
+    """
+    spec: tuple[float, int] | None
+    if rate is not None:
+        spec = (rate, burst or max(1, round(rate)))
+    else:
+        spec = settings.RATE_LIMITS.get(f"{kind}:{platform_id}") or settings.RATE_LIMITS.get(kind)
     if not spec or spec[0] <= 0:
         return None
     return Limit(rate=float(spec[0]), burst=max(1, int(spec[1])))
@@ -147,9 +157,11 @@ def acquire(bucket: str, limit: Limit, *, max_wait: float | None = None) -> floa
     return wait
 
 
-def pacer(kind: str, platform_id: object) -> Callable[[], None] | None:
+def pacer(
+    kind: str, platform_id: object, *, rate: float | None = None, burst: int | None = None
+) -> Callable[[], None] | None:
     """A function to call before each request to this platform, or None if it has no limit."""
-    limit = limit_for(kind, platform_id)
+    limit = limit_for(kind, platform_id, rate=rate, burst=burst)
     if limit is None:
         return None
     bucket = f"{kind}:{platform_id}"

@@ -52,6 +52,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "is_active": job.is_active,
         "cancelled": job.status == JobStatus.FAILED and job.error_class == CANCELLED_ERROR_CLASS,
         "gave_up_after": gave_up_after(job),
+        "waiting_reason": job.waiting_reason,
     }
 
 
@@ -65,9 +66,19 @@ def gave_up_after(job: Job) -> int | None:
     return job.retries + 1
 
 
-def job_detail(job: Job, attempts: list[JobAttempt], events: list[JobEvent]) -> dict[str, Any]:
-    """Everything about one job: its input, outcome, every attempt and its history."""
+def job_detail(
+    job: Job,
+    attempts: list[JobAttempt],
+    events: list[JobEvent],
+    prerequisites: list[Job] | None = None,
+) -> dict[str, Any]:
+    """Everything about one job: its input, outcome, every attempt, its history and the jobs
+    it waits for."""
     data = job_summary(job)
+    data["prerequisites"] = [
+        {"id": p.pk, "type": p.job_type, "status": p.status, "status_label": p.get_status_display()}
+        for p in prerequisites or []
+    ]
     if job.subject_type_id:
         subject_type = ContentType.objects.get_for_id(job.subject_type_id)
         data["subject"]["type"] = f"{subject_type.app_label}.{subject_type.model}"

@@ -4,7 +4,7 @@ or re-send messages."""
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils import timezone
 
-from jobs import lifecycle, registry, routing
+from jobs import dependencies, lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
 from jobs.queries import JobFilters, list_job_ids
 from trail.services import record
@@ -64,6 +64,9 @@ class JobRequest:
     params: dict[str, Any] = field(default_factory=dict)
     # Overrides the batch's trigger_label for this job (a directory event names its kind).
     trigger_label: str = ""
+    # Positions of earlier requests in the same batch that this job waits for (see
+    # jobs.dependencies): it starts waiting and is released when they have completed.
+    after: tuple[int, ...] = ()
 
 
 def check_type(job_type: str) -> None:
@@ -79,8 +82,12 @@ def enqueue(
     triggered_by: Any = None,
     trigger: str = Trigger.USER,
     trigger_label: str = "",
+    after: Sequence[Job] = (),
 ) -> Job:
-    """Record a job and send its message once the surrounding transaction commits."""
+    """Record a job and send its message once the surrounding transaction commits.
+
+    With ``after``, the job waits until those jobs have completed (jobs.dependencies).
+    """
     check_type(job_type)
     params = params or {}
     check_params(params)
@@ -96,14 +103,22 @@ def enqueue(
         triggered_by=triggered_by,
         trigger_label=trigger_label,
     )
-    if lifecycle.fast_sql():
+    if not after and lifecycle.fast_sql():
         lifecycle.insert_job(job)  # the row and its count in one statement
         send_on_commit(job)
         return job
     with transaction.atomic():
+        status, fields = dependencies.initial_state(after) if after else (JobStatus.PENDING, {})
+        job.status = status
+        job.has_prerequisites = bool(after)
+        for name, value in fields.items():
+            setattr(job, name, value)
         job.save(force_insert=True)
-        lifecycle.shift_counts(job_type, {JobStatus.PENDING: +1})
-        send_on_commit(job)
+        if after:
+            dependencies.link(job, after)
+        lifecycle.shift_counts(job_type, {status: +1})
+        if status == JobStatus.PENDING:
+            send_on_commit(job)
     return job
 
 
@@ -117,9 +132,11 @@ def enqueue_many(
     """Record many jobs with one INSERT and send their messages together once the surrounding
     transaction commits: all of them, or (if it rolls back or a request is refused) none."""
     requests = list(requests)
-    for request in requests:
+    for position, request in enumerate(requests):
         check_type(request.job_type)
         check_params(request.params)
+        if any(not 0 <= earlier < position for earlier in request.after):
+            raise InvalidJobError("a job of a batch can only wait for jobs before it")
     if not requests:
         return []
     if triggered_by is not None and not trigger_label:
@@ -147,15 +164,28 @@ def enqueue_many(
             trigger_label=request.trigger_label or trigger_label,
             created_at=now,
             dispatched_at=now,
+            status=JobStatus.WAITING if request.after else JobStatus.PENDING,
+            has_prerequisites=bool(request.after),
         )
         for request in requests
     ]
-    per_type = Counter(job.job_type for job in jobs)
+    per_status = Counter((job.job_type, job.status) for job in jobs)
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
-        for job_type, count in sorted(per_type.items()):
-            lifecycle.shift_counts(job_type, {JobStatus.PENDING: +count})
-        messages = [(job.pk, str(job.celery_task_id), job.retries, job.job_type) for job in jobs]
+        waiting = {
+            job: [jobs[earlier] for earlier in request.after]
+            for job, request in zip(jobs, requests, strict=True)
+            if request.after
+        }
+        if waiting:
+            dependencies.link_many(waiting)
+        for (job_type, status), count in sorted(per_status.items()):
+            lifecycle.shift_counts(job_type, {status: +count})
+        messages = [
+            (job.pk, str(job.celery_task_id), job.retries, job.job_type)
+            for job in jobs
+            if job.status == JobStatus.PENDING
+        ]
         transaction.on_commit(lambda: send_many(messages), robust=True)
     return jobs
 

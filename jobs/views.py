@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
-from jobs import charts, queries, serializers, services
+from jobs import charts, dependencies, queries, serializers, services
 from jobs.models import Job, JobStatus
 from web import pages
 from web.pages import InvalidFilterError, require_permissions, wants_fragment
@@ -82,13 +82,18 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = queries.get_job(job_id)
     if job is None:
         raise Http404("No such job")
-    data = serializers.job_detail(job, queries.list_attempts(job), queries.list_events(job))
+    data = serializers.job_detail(
+        job,
+        queries.list_attempts(job),
+        queries.list_events(job),
+        dependencies.list_prerequisites(job),
+    )
     context = {
         "job": data,
         "params_json": pretty_json(data["params"]),
         "result_json": pretty_json(data["result"]),
         "can_retry": job.status == JobStatus.FAILED and request.user.has_perm(RETRY_PERMISSION),
-        "can_cancel": job.status in (JobStatus.PENDING, JobStatus.RETRYING)
+        "can_cancel": job.status in (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.WAITING)
         and request.user.has_perm(CANCEL_PERMISSION),
     }
     template = "jobs/job_detail.html#live" if wants_fragment(request) else "jobs/job_detail.html"

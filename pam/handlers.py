@@ -30,9 +30,11 @@ from connectors.google_workspace import GoogleWorkspaceClient
 from identities.handlers.common import google_workspace_client, load_identity
 from identities.models import Identity, IdentityType
 from identities.passwords import generate_password
+from jobs.dependencies import register_gate
 from jobs.errors import PermanentError, TransientError
 from jobs.models import Job
 from jobs.registry import register
+from pam.models import AccessSession
 from vault.backends import get_vault
 from vault.base import SecretRef
 from vault.errors import SecretNotFound, VaultConflict
@@ -221,6 +223,31 @@ def platform_refused(
         "job. If the password cannot wait, reset it by hand in the Google Admin console now, "
         "and still retry this job once the cause is fixed, so the vault and Google Workspace "
         "hold the same password again."
+    )
+
+
+@register_gate("credential_rotation")
+def wait_for_check_in(job: Job) -> str | None:
+    """A rotation (new, retried, or a remediation's) never runs while a session on its
+    credential is open: the holder may be using the password it would replace. It waits, and
+    the session's check-in releases it (pam.services.end_session).
+
+    Called when a worker claims the job. The credential's row lock orders this look with
+    check_out, which refuses while a rotation is running: whichever commits second sees the
+    other."""
+    identity = Identity.objects.select_for_update().filter(pk=job.subject_id or 0).first()
+    if identity is None:
+        return None  # the handler fails it, naming what is gone
+    session = (
+        AccessSession.objects.filter(identity=identity, ended_at__isnull=True)
+        .select_related("holder")
+        .first()
+    )
+    if session is None:
+        return None
+    return (
+        f"waiting for check-in of session #{session.pk} by {session.holder.get_username()} "
+        f"(expires {session.expires_at:%Y-%m-%d %H:%M} UTC)"
     )
 
 

@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from identities.models import Identity, IdentityStatus, IdentityType
-from jobs.models import ACTIVE_STATUSES, Job, JobType, Trigger
+from jobs import dependencies
+from jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobType, Trigger
 from jobs.services import enqueue
 from pam.models import (
     CHECKOUT_TYPES,
@@ -257,7 +258,7 @@ def end_session(session: AccessSession, *, actor: Any, reason: str, now: datetim
     session.ended_at, session.ended_by, session.end_reason = now, actor, reason
     fields = ["ended_at", "ended_by", "end_reason"]
     if identity.identity_type == IdentityType.SHARED_CREDENTIAL_MANAGED:
-        session.rotation_job = enqueue(
+        session.rotation_job = release_waiting_rotation(identity, session) or enqueue(
             JobType.CREDENTIAL_ROTATION,
             subject=identity,
             params={"session_id": session.pk},
@@ -291,6 +292,30 @@ def end_session(session: AccessSession, *, actor: Any, reason: str, now: datetim
             "rotation_job_id": session.rotation_job_id,
         },
     )
+
+
+def release_waiting_rotation(identity: Identity, session: AccessSession) -> Job | None:
+    """A rotation that has not run yet (waiting for this check-in, or pending) replaces the
+    password this session saw once it runs: release it rather than start a second one.
+
+    Its row is locked, so a worker claiming it right now either has already put it to wait
+    (and it is released here) or claims it after this check-in commits (and runs it)."""
+    rotation = (
+        Job.objects.select_for_update()
+        .filter(
+            subject_type=ContentType.objects.get_for_model(Identity),
+            subject_id=str(identity.pk),
+            job_type=JobType.CREDENTIAL_ROTATION,
+            status__in=(JobStatus.WAITING, JobStatus.PENDING, JobStatus.RETRYING),
+        )
+        .order_by("-id")
+        .first()
+    )
+    if rotation is None:
+        return None
+    if rotation.status == JobStatus.WAITING:
+        dependencies.release(rotation.pk, message=f"{describe(session)} was checked in")
+    return rotation
 
 
 def mark_rotation_due(identity: Identity, session: AccessSession, now: datetime) -> None:

@@ -78,6 +78,9 @@ class Policy(models.Model):
 class ViolationStatus(models.TextChoices):
     OPEN = "open", "Open"
     REMEDIATING = "remediating", "Remediating"
+    # Its remediation job failed for good; the outcome holds the job's error, and a Retry
+    # of the job puts the violation back to remediating.
+    REMEDIATION_FAILED = "remediation_failed", "Remediation failed"
     REMEDIATED = "remediated", "Remediated"
     DISMISSED = "dismissed", "Dismissed"
     CLOSED = "closed", "Closed"
@@ -100,7 +103,7 @@ class Violation(models.Model):
     subject_label = models.CharField(max_length=500)
     evidence = models.JSONField(default=dict, blank=True)
     status = models.CharField(
-        max_length=16, choices=ViolationStatus.choices, default=ViolationStatus.OPEN
+        max_length=24, choices=ViolationStatus.choices, default=ViolationStatus.OPEN
     )
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -72,3 +72,11 @@ def evaluate_after_snapshot(
         return
     for platform_id in platforms_of(subject_type_id, subject_id):
         transaction.on_commit(partial(evaluate_after, platform_id, job_id))
+
+
+@receiver(job_status_changed)
+def follow_remediation(
+    sender: Any, *, job_id: int, job_type: str, from_status: str, to_status: str, **kwargs: Any
+) -> None:
+    if job_type == JobType.REMEDIATION:
+        services.follow_remediation_job(job_id, from_status=from_status, to_status=to_status)

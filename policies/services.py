@@ -7,8 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.models import Platform
-from jobs.models import Job, JobType, Trigger
-from jobs.services import enqueue
+from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.services import enqueue, retry_job
 from policies import kinds
 from policies.models import (
     Action,
@@ -118,7 +118,7 @@ def close_violations(violation_ids: list[int], now: Any) -> int:
     if not violation_ids:
         return 0
     live = Violation.objects.filter(pk__in=violation_ids, closed_at__isnull=True)
-    active = (ViolationStatus.OPEN, ViolationStatus.REMEDIATING)
+    active = (ViolationStatus.OPEN, ViolationStatus.REMEDIATING, ViolationStatus.REMEDIATION_FAILED)
     count = live.filter(status__in=active).update(
         closed_at=now, status=ViolationStatus.CLOSED, outcome="no longer holds"
     )
@@ -180,11 +180,14 @@ def approve_violation(violation: Violation, *, actor: Any) -> Job:
 
 
 def dismiss_violation(violation: Violation, *, actor: Any) -> None:
-    """Record the dismissal; the violation stays the subject's live row (so it is not opened
-    again) until an evaluation no longer finds it."""
+    """Record the dismissal of an open violation, or of one whose remediation failed; the
+    violation stays the subject's live row (so it is not opened again) until an evaluation no
+    longer finds it."""
     with transaction.atomic():
         moved = Violation.objects.filter(
-            pk=violation.pk, closed_at__isnull=True, status=ViolationStatus.OPEN
+            pk=violation.pk,
+            closed_at__isnull=True,
+            status__in=(ViolationStatus.OPEN, ViolationStatus.REMEDIATION_FAILED),
         ).update(
             status=ViolationStatus.DISMISSED,
             decision=Decision.DISMISSED,
@@ -192,7 +195,9 @@ def dismiss_violation(violation: Violation, *, actor: Any) -> None:
             decided_at=timezone.now(),
         )
         if not moved:
-            raise DecisionRefused(f"violation #{violation.pk} is not open")
+            raise DecisionRefused(
+                f"violation #{violation.pk} is neither open nor failed to remediate"
+            )
         decided = Violation.objects.select_related("policy").get(pk=violation.pk)
         record("violation.dismissed", actor=actor, target=decided, policy=decided.policy.name)
 
@@ -203,3 +208,29 @@ def finish_remediation(violation_id: int, *, status: str, outcome: str) -> None:
     if status == ViolationStatus.CLOSED:
         fields["closed_at"] = timezone.now()
     Violation.objects.filter(pk=violation_id, status=ViolationStatus.REMEDIATING).update(**fields)
+
+
+def follow_remediation_job(job_id: int, *, from_status: str, to_status: str) -> None:
+    """Keep a violation in step with its remediation job: failed for good → remediation
+    failed (with the job's error); retried → remediating again."""
+    if to_status == JobStatus.FAILED:
+        error = Job.objects.filter(pk=job_id).values_list("error_message", flat=True).first()
+        Violation.objects.filter(
+            remediation_job_id=job_id, status=ViolationStatus.REMEDIATING
+        ).update(status=ViolationStatus.REMEDIATION_FAILED, outcome=error or "failed")
+    elif from_status == JobStatus.FAILED:
+        Violation.objects.filter(
+            remediation_job_id=job_id, status=ViolationStatus.REMEDIATION_FAILED
+        ).update(status=ViolationStatus.REMEDIATING, outcome="")
+
+
+def retry_remediation(violation: Violation, *, actor: Any) -> Job:
+    """Retry the failed remediation job of a violation whose remediation failed."""
+    with transaction.atomic():
+        locked = Violation.objects.select_for_update().get(pk=violation.pk)
+        job = locked.remediation_job
+        if locked.status != ViolationStatus.REMEDIATION_FAILED or job is None:
+            raise DecisionRefused(f"violation #{violation.pk} is {locked.status}, not failed")
+        if not retry_job(job, actor=actor):
+            raise DecisionRefused(f"remediation job #{job.pk} is not failed (any more)")
+    return job

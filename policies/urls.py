@@ -24,6 +24,11 @@ urlpatterns = [
         {"decision": "dismiss"},
         name="dismiss",
     ),
+    path(
+        "policies/violations/<int:violation_id>/retry/",
+        views.violation_retry,
+        name="retry",
+    ),
     api_path("violations/", "api-list"),
     api_path("policies/", "api-policies"),
     api_path("policies/<int:policy_id>/", "api-policy"),

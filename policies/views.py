@@ -4,12 +4,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from policies import queries, services
 from policies.forms import PolicyForm
 from policies.models import Policy, Violation, ViolationStatus
-from web.pages import InvalidFilterError, bad_request, require_permissions
+from web.pages import InvalidFilterError, bad_request, require_permissions, wants_fragment
 
 
 @login_required
@@ -45,9 +46,10 @@ def violation_list(request: HttpRequest) -> HttpResponse:
     except InvalidFilterError as exc:
         return bad_request(request, exc)
     violations, next_before = queries.list_violations(filters, before=before)
-    return render(
+    template = "policies/violation_list.html"
+    response = render(
         request,
-        "policies/violation_list.html",
+        f"{template}#live" if wants_fragment(request) else template,
         {
             "violations": violations,
             "next_before": next_before,
@@ -55,8 +57,26 @@ def violation_list(request: HttpRequest) -> HttpResponse:
             "statuses": ViolationStatus.choices,
             "policies": Policy.objects.all(),
             "nav": "policies",
+            # While one is remediating, the table refreshes itself (htmx), as Settings > Jobs.
+            "remediating": any(v.status == ViolationStatus.REMEDIATING for v in violations),
+            "refresh_url": request.get_full_path(),
         },
     )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_POST
+def violation_retry(request: HttpRequest, violation_id: int) -> HttpResponse:
+    require_permissions(request, "policies.decide_violation")
+    violation = get_object_or_404(Violation, pk=violation_id)
+    try:
+        job = services.retry_remediation(violation, actor=request.user)
+        messages.success(request, f"Retrying remediation job {job.pk}.")
+    except services.DecisionRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("policies:violations")
 
 
 @login_required

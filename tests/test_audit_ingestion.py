@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
-from audit import services
-from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
+from audit import retention, services
+from audit import tasks as audit_tasks
+from audit.models import AuditCheckpoint, AuditEvent, AuditLateCheck, AuditSettings
 from identities.models import Platform
+from jobs import services as job_services
 from jobs.models import AttemptOutcome, Job, JobStatus, JobType, Trigger
 from sandbox import google_directory
 from tests import factories
@@ -504,3 +507,118 @@ def test_the_sandbox_publishes_late_activities_only_when_due(gws) -> None:
     assert log.counts()["login"] == {"activities": 1, "unpublished": 1}
     assert log.publish_late() == 1
     assert len(log.all_published("login")) == 1
+
+
+# --- per-platform overlap, the daily late-arrival check, retention --------------------------
+
+
+def test_the_overlap_is_per_platform(gws, platform) -> None:
+    only(platform, "login")
+    AuditSettings.objects.filter(platform=platform).update(overlap_minutes=15)
+    log = gws.reports.log
+    assert ingest(platform).status == JobStatus.COMPLETED
+    checkpoint = checkpoint_at(platform, "login")
+    log.add("login", log.activity("login", checkpoint - 11 * MINUTE))
+
+    job = ingest(platform)
+    assert job.status == JobStatus.COMPLETED
+    assert AuditEvent.objects.count() == 1  # 10 minutes would have missed it
+    assert (job.result or {})["applications"]["login"]["read_from"] == (
+        checkpoint - 15 * MINUTE
+    ).isoformat()
+
+
+def test_the_daily_late_check_counts_and_stores_what_the_overlap_missed(
+    gws, platform, client
+) -> None:
+    only(platform, "login")
+    log = gws.reports.log
+    assert ingest(platform).status == JobStatus.COMPLETED
+    checkpoint = checkpoint_at(platform, "login")
+    # Published after the runs had passed them: one older than the 10-minute overlap (the
+    # runs never read it), one inside it (the next run would).
+    missed_at = checkpoint - 11 * MINUTE
+    log.add("login", log.activity("login", missed_at, unique_qualifier="-1"))
+    log.add("login", log.activity("login", checkpoint - 9 * MINUTE, unique_qualifier="-2"))
+    day = missed_at.date()
+
+    job = deliver(
+        job_services.enqueue(
+            JobType.AUDIT_INGESTION, subject=platform, params={"late_check_day": str(day)}
+        )
+    )
+
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    login = (job.result or {})["applications"]["login"]
+    assert login["missed"] == 1
+    assert (
+        login["read_to"]
+        == min(
+            dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC) + dt.timedelta(days=1),
+            checkpoint - 10 * MINUTE,
+        ).isoformat()
+    )
+    assert list(AuditEvent.objects.values_list("unique_qualifier", flat=True)) == ["-1"]
+    check = AuditLateCheck.objects.get(platform=platform, application="login", day=day)
+    assert (check.missed, check.overlap_minutes) == (1, 10)
+
+    # The platform's audit page shows it.
+    client.force_login(factories.make_user("auditor", perms=("audit.view_auditevent",)))
+    page = client.get(reverse("audit:platform", args=[platform.pk])).content.decode()
+    assert "Late arrivals" in page
+    assert f"<td>{day:%Y-%m-%d}</td><td>login</td>" in page
+
+    # A second check of the same day keeps the first count.
+    again = deliver(
+        job_services.enqueue(
+            JobType.AUDIT_INGESTION, subject=platform, params={"late_check_day": str(day)}
+        )
+    )
+    assert again.status == JobStatus.COMPLETED
+    assert AuditLateCheck.objects.get(pk=check.pk).missed == 1
+
+
+def test_the_beat_sends_one_late_check_a_day_per_platform(gws, platform) -> None:
+    only(platform, "login")
+    now = timezone.now()
+    assert services.enqueue_late_checks(now) == 1
+    (job,) = Job.objects.filter(job_type=JobType.AUDIT_INGESTION)
+    yesterday = (now - dt.timedelta(days=1)).date()
+    assert job.params == {"late_check_day": yesterday.isoformat()}
+    AuditLateCheck.objects.create(
+        platform=platform, application="login", day=yesterday, read_to=now, overlap_minutes=10
+    )
+    assert services.enqueue_late_checks(now) == 0
+
+
+def test_a_late_check_day_that_is_no_day_fails_clearly(platform) -> None:
+    job = deliver(
+        job_services.enqueue(
+            JobType.AUDIT_INGESTION, subject=platform, params={"late_check_day": "yesterday"}
+        )
+    )
+    assert job.status == JobStatus.FAILED
+    assert "'yesterday' is not a day (YYYY-MM-DD)" in job.error_message
+
+
+def test_retention_prunes_old_events_in_batches(platform, settings) -> None:
+    settings.AUDIT_RETENTION_DAYS = 400
+    now = timezone.now()
+    for number, age in enumerate([401, 402, 500, 450, 399, 10]):
+        AuditEvent.objects.create(
+            platform=platform,
+            application="login",
+            occurred_at=now - dt.timedelta(days=age),
+            unique_qualifier=str(number),
+        )
+    assert retention.prune(now=now, batch_size=2) == 4
+    assert sorted(AuditEvent.objects.values_list("unique_qualifier", flat=True)) == ["4", "5"]
+    assert retention.prune(now=now, batch_size=2) == 0
+
+
+def test_the_beat_runs_retention_and_the_late_check(settings) -> None:
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["audit-prune"]["task"] == "audit.prune"
+    assert schedule["audit-late-check"]["task"] == "audit.schedule_late_checks"
+    assert audit_tasks.prune.name == "audit.prune"
+    assert audit_tasks.schedule_late_checks.name == "audit.schedule_late_checks"

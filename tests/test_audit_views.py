@@ -330,3 +330,16 @@ def test_viewing_the_settings_writes_nothing(viewer_client, platforms) -> None:
     page = viewer_client.get(reverse("audit:platform", args=[acme.pk]))
     assert "every 15 min" in page.content.decode()
     assert not AuditSettings.objects.exists()
+
+
+def test_the_overlap_is_set_on_the_platforms_page(admin_client, platforms) -> None:
+    platform, _ = platforms
+    url = reverse("audit:platform", args=[platform.pk])
+    data = {"enabled": "on", "applications": ["login"], "interval_minutes": "5"}
+    response = admin_client.post(url, {**data, "overlap_minutes": "30"})
+    assert response.status_code == 302
+    assert AuditSettings.objects.get(platform=platform).overlap_minutes == 30
+    bad = admin_client.post(url, {**data, "overlap_minutes": "-1"})
+    assert bad.status_code == 400
+    assert set(bad.context["form"].errors) == {"overlap_minutes"}
+    assert 'name="overlap_minutes" value="30"' in admin_client.get(url).content.decode()

@@ -81,6 +81,9 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_AUDIT_SCHEDULE_INTERVAL": "due ingestions are queued within a minute",
     "ACCESSHIVE_AUDIT_PAGE_SIZE": "a UI preference",
     "ACCESSHIVE_ASSET_PAGE_SIZE": "a UI preference",
+    "ACCESSHIVE_AUDIT_RETENTION_DAYS": "400 days of audit events",
+    "ACCESSHIVE_AUDIT_PRUNE_BATCH": "5,000 audit events per delete transaction",
+    "ACCESSHIVE_ASSETS_TOKEN_USER_PAGE": "100 users per recorded step of the token listing",
 }
 ENV_READERS = {"env_int", "env_bool", "env_list", "env_float", "rate_limits"}
 

@@ -431,3 +431,55 @@ def test_no_password_in_the_jobs_input_result_error_or_logs(gws, identity, holde
     assert len(passwords) == 4  # initial, rotated, and the two dropped after refusals
     for password in passwords:
         assert all(password not in text for text in recorded)
+
+
+# --- never while a session is open ----------------------------------------------------------
+
+
+def test_a_retried_rotation_waits_for_the_check_in_of_a_session_opened_meanwhile(
+    gws, identity, holder
+) -> None:
+    gws.faults.add("users.update", status=403, reason="forbidden")
+    job = deliver(rotation_job(identity, holder))
+    assert job.status == JobStatus.FAILED
+    # While the rotation is failed, someone checks the credential out and reveals it.
+    other = factories.make_pam_user("other")
+    session = services.check_out(identity, actor=other, reason="incident")
+    revealed = services.reveal_password(session, actor=other)
+
+    assert retry_job(job, actor=factories.make_pam_admin())
+    job = deliver(job)
+
+    assert job.status == JobStatus.WAITING
+    assert job.waiting_reason.startswith(f"waiting for check-in of session #{session.pk} by other")
+    assert platform_password(gws, identity) == current_password(identity) == revealed
+    assert [e.kind for e in job.events.all()][-1] == "held"
+
+    ended = services.check_in(session, actor=other)
+    assert ended.rotation_job == job  # released, not a second rotation
+    job = deliver(job)
+    assert job.status == JobStatus.COMPLETED
+    assert platform_password(gws, identity) == current_password(identity) != revealed
+    assert Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count() == 1
+
+
+def test_a_remediation_rotation_waits_while_the_credential_is_checked_out(
+    gws, identity, holder
+) -> None:
+    session = services.check_out(identity, actor=holder, reason="maintenance")
+    revealed = services.reveal_password(session, actor=holder)
+    job = deliver(
+        enqueue(
+            JobType.CREDENTIAL_ROTATION,
+            subject=identity,
+            params={"remediation_job_id": 1},
+            trigger="job",
+            trigger_label="remediation job 1",
+        )
+    )
+    assert job.status == JobStatus.WAITING
+    assert platform_password(gws, identity) == revealed
+
+    services.check_in(session, actor=holder)
+    assert deliver(job).status == JobStatus.COMPLETED
+    assert platform_password(gws, identity) == current_password(identity) != revealed

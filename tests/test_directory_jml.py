@@ -6,7 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.urls import reverse
 
+from accounts.models import ApiToken, UserRole
+from accounts.roles import Role
+from accounts.services import set_role
 from directory import services
 from directory.jml import run_event
 from directory.models import DirectoryEvent, DirectoryUser, EventKind, IdentitySource
@@ -27,6 +31,7 @@ from tests.directory_support import (
 )
 from tests.inline import deliver
 from tests.slapd import BASE_DN, Slapd, move
+from trail.models import TrailEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -177,12 +182,16 @@ def test_a_mover_updates_workspace_sso_and_groups(slapd, gws, idp, source) -> No
 
 
 def test_a_leaver_is_suspended_deactivated_and_their_pam_sessions_end(
-    slapd, gws, idp, platform, source
+    slapd, gws, idp, platform, source, client
 ) -> None:
     join_grace(slapd, source)
     # Grace also has an AccessHive account, and holds a managed shared credential right now.
     account = User.objects.create_user("grace", "grace@example.com", "pw")
     account.user_permissions.add(Permission.objects.get(codename="check_out_credential"))
+    set_role(account, Role.OPERATOR, actor=None)
+    _, raw_token = ApiToken.issue(account, "laptop")
+    assert client.login(username="grace", password="pw")
+    assert client.get(reverse("identities:list")).status_code == 200
     shared = create_identity(
         IdentityInput(
             identity_type=IdentityType.SHARED_CREDENTIAL_MANAGED,
@@ -220,8 +229,22 @@ def test_a_leaver_is_suspended_deactivated_and_their_pam_sessions_end(
         "suspended",
         "deactivated",
         f"checked in; credential_rotation job #{session.rotation_job_id}",
+        "deactivated; 1 API token(s) revoked",
     ]
     assert DirectoryEvent.objects.get(pk=event.pk).status == DirectoryEvent.Status.DONE
+    # Her own AccessHive account is off: no role, no token, and her open session is over.
+    account.refresh_from_db()
+    assert not account.is_active
+    assert not ApiToken.objects.filter(user=account).exists()
+    assert not UserRole.objects.filter(user=account).exists()
+    response = client.get(reverse("identities:list"))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+    api = client.get(reverse("identities:api-list"), HTTP_AUTHORIZATION=f"Bearer {raw_token}")
+    assert api.status_code == 401
+    (entry,) = TrailEntry.objects.filter(action="user.deactivated")
+    assert entry.target_label == "grace"
+    assert entry.detail["tokens_revoked"] == 1
 
     # Re-running the event's job does nothing new.
     rotations = Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count()
@@ -230,13 +253,17 @@ def test_a_leaver_is_suspended_deactivated_and_their_pam_sessions_end(
         "already suspended",
         "already inactive",
         "none open",
+        "already deactivated",
     ]
+    assert TrailEntry.objects.filter(action="user.deactivated").count() == 1
     assert Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count() == rotations
     assert not AccessSession.objects.filter(ended_at__isnull=True).exists()
 
 
 def test_dry_run_records_what_it_would_do_and_does_nothing(slapd, gws, idp, source) -> None:
     join_grace(slapd, source)
+    account = User.objects.create_user("grace", "grace@example.com", "pw")
+    ApiToken.issue(account, "laptop")
     services.save_rule(source, platform=source.rule.platform, dry_run=True)
     slapd.modify(f"uid=grace,ou=Research,ou=Staff,{BASE_DN}", userAccountControl=514)
 
@@ -259,7 +286,14 @@ def test_dry_run_records_what_it_would_do_and_does_nothing(slapd, gws, idp, sour
             "result": "would do (dry run)",
         },
         {"action": "end open PAM sessions of grace@example.com", "result": "none open"},
+        {
+            "action": "deactivate AccessHive user grace (sessions ended, API tokens revoked)",
+            "result": "would do (dry run)",
+        },
     ]
+    account.refresh_from_db()
+    assert account.is_active
+    assert ApiToken.objects.filter(user=account).exists()
     (google_user,) = gws.users()
     assert google_user["suspended"] is False
     assert idp.user("grace@example.com")["active"] is True

@@ -20,6 +20,7 @@ from django.utils.html import escape
 
 from accounts.models import ApiToken
 from identities import services
+from identities.handlers.common import platform_pacer
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
     Identity,
@@ -28,6 +29,7 @@ from identities.models import (
     IdentityType,
     Platform,
 )
+from jobs import ratelimit
 from jobs.models import Job, JobStatus, JobType
 from tests import factories
 from vault.backends import get_vault
@@ -285,11 +287,16 @@ def test_provisioned_type_gets_exactly_its_jobs(
     jobs = identity_jobs(identity)
     assert [job.job_type for job in jobs] == expected_jobs
     assert Job.objects.count() == len(expected_jobs)
+    first, *after = jobs
+    assert first.status == JobStatus.PENDING
+    # The SSO user waits for the Google user: only the first job's message is sent now.
+    assert [(job.status, job.waiting_reason) for job in after] == [
+        (JobStatus.WAITING, f"waiting for #{first.pk}") for _ in after
+    ]
     for job in jobs:
-        assert job.status == JobStatus.PENDING
         assert job.triggered_by == admin
         assert job.subject_label == str(identity)
-    assert sent == [job.pk for job in jobs]  # published once the transaction committed
+    assert sent == [first.pk]  # published once the transaction committed
     assert not EncryptedSecret.objects.exists()  # the password is the job's to make
 
 
@@ -870,3 +877,39 @@ def test_planted_secrets_never_leave_the_vault(
         assert SECRET not in str(record.__dict__)
     assert SECRET not in caplog.text
     assert settings.SECRET_KEY not in caplog.text
+
+
+def test_rate_limit_is_set_on_the_platforms_page_and_used_by_its_clients(
+    client: Client, admin, settings
+) -> None:
+    settings.RATE_LIMITS = {"google_workspace": (10.0, 5)}
+    form = client.get(reverse("identities:platform-create")).content.decode()
+    assert "Google Workspace 10/s, burst 5" in form  # the kind's default, named
+    client.post(reverse("identities:platform-create"), platform_data())
+    platform = Platform.objects.get()
+    assert ratelimit.limit_for(platform.kind, platform.pk) == ratelimit.Limit(10.0, 5)
+    assert "<td>10/s, burst 5 (default)</td>" in client.get(PLATFORMS_URL).content.decode()
+    edit_url = reverse("identities:platform-edit", args=[platform.pk])
+
+    data = platform_data(service_account_key="", rate_limit_per_second="2.5", rate_limit_burst="3")
+    assert client.post(edit_url, data).status_code == 302
+    platform.refresh_from_db()
+    assert (platform.rate_limit_per_second, platform.rate_limit_burst) == (2.5, 3)
+    assert platform_pacer(platform) is not None
+    assert "<td>2.5/s, burst 3</td>" in client.get(PLATFORMS_URL).content.decode()
+    no_limit = platform_data(service_account_key="", rate_limit_per_second="0")
+    assert client.post(edit_url, no_limit).status_code == 302
+    platform.refresh_from_db()
+    assert platform_pacer(platform) is None  # 0 on the page: no limit, whatever the settings
+    assert client.post(edit_url, data).status_code == 302
+
+    for bad, field in [
+        ({"rate_limit_per_second": "-1"}, "rate_limit_per_second"),
+        ({"rate_limit_per_second": "", "rate_limit_burst": "3"}, "rate_limit_burst"),
+        ({"rate_limit_per_second": "1", "rate_limit_burst": "0"}, "rate_limit_burst"),
+    ]:
+        response = client.post(edit_url, {**data, **bad})
+        assert response.status_code == 200
+        assert 'class="field-error"' in field_block(response.content.decode(), field)
+    platform.refresh_from_db()
+    assert (platform.rate_limit_per_second, platform.rate_limit_burst) == (2.5, 3)

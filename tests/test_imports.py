@@ -239,10 +239,14 @@ def test_mixed_file_creates_valid_rows_of_every_type_and_reports_the_rest(
         assert identity.status == IdentityStatus.PROVISIONED
         assert job_types(identity) == []
         assert value in vault_text(identity)
-    # Only the provisioning jobs and no continuation were sent, after their chunk committed.
+    # Only the provisioning jobs and no continuation were sent, after their chunk committed;
+    # the human's SSO job waits for its Google user, so its message is not sent yet.
     provisioning = Job.objects.exclude(job_type=JobType.BULK_IMPORT)
-    assert sorted(sent) == sorted(provisioning.values_list("pk", flat=True))
-    assert len(sent) == 4
+    assert sorted(sent) == sorted(
+        provisioning.exclude(status=JobStatus.WAITING).values_list("pk", flat=True)
+    )
+    assert len(sent) == 3
+    assert provisioning.filter(status=JobStatus.WAITING).count() == 1
 
 
 def test_secrets_are_only_in_the_vault_afterwards(admin, gws, github, caplog) -> None:

@@ -119,6 +119,7 @@ def test_list_with_session(client: Client) -> None:
         "completed": 1,
         "failed": 1,
         "retrying": 0,
+        "waiting": 0,
     }
 
 

@@ -222,11 +222,25 @@ def test_counts_come_from_the_counters(client: Client, viewer) -> None:
     factories.make_jobs(1, job_type=JobType.REMEDIATION, status=JobStatus.FAILED)
 
     counts = {status: count for status, _, count, _ in client.get(LIST_URL).context["counts"]}
-    assert counts == {"pending": 0, "running": 0, "completed": 3, "failed": 3, "retrying": 0}
+    assert counts == {
+        "pending": 0,
+        "running": 0,
+        "completed": 3,
+        "failed": 3,
+        "retrying": 0,
+        "waiting": 0,
+    }
 
     response = client.get(LIST_URL, {"type": "bulk_import", "status": "failed"})
     counts = {status: count for status, _, count, _ in response.context["counts"]}
-    assert counts == {"pending": 0, "running": 0, "completed": 3, "failed": 2, "retrying": 0}
+    assert counts == {
+        "pending": 0,
+        "running": 0,
+        "completed": 3,
+        "failed": 2,
+        "retrying": 0,
+        "waiting": 0,
+    }
     assert response.context["total"] == 5
 
     # The page shows the maintained counters, not a count of the table.

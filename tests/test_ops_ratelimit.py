@@ -140,3 +140,12 @@ def test_a_paced_retry_stays_retrying_with_its_retry_count(broker) -> None:
     assert again.started_at == Job.objects.get(pk=job.pk).started_at is not None
     assert [a.number for a in again.attempts.all()] == [1]
     assert lifecycle.defer_attempt(second, delay=2) is None  # only once
+
+
+def test_a_platforms_own_limit_comes_first(settings) -> None:
+    settings.RATE_LIMITS = {"google_workspace": (10.0, 5), "google_workspace:7": (2.0, 1)}
+    assert ratelimit.limit_for("google_workspace", 7, rate=4.0, burst=2) == ratelimit.Limit(4, 2)
+    assert ratelimit.limit_for("google_workspace", 7, rate=2.5) == ratelimit.Limit(2.5, 2)
+    assert ratelimit.limit_for("github", 3, rate=1.0, burst=1) == ratelimit.Limit(1.0, 1)
+    assert ratelimit.limit_for("google_workspace", 7, rate=0.0, burst=3) is None  # no limit
+    assert ratelimit.limit_for("google_workspace", 7, rate=None) == ratelimit.Limit(2.0, 1)

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from identities.handlers.common import scim_client
@@ -19,6 +20,7 @@ from sandbox import google_directory, scim
 from tests import factories
 from tests.inline import deliver
 from tests.policies_support import discover, make_policy
+from trail.models import TrailEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -228,3 +230,45 @@ def test_deactivate_sso_user(gws, platform, ada, idp) -> None:
     assert handlers.deactivate_sso_user(violation, job) == (
         "SSO user ada@example.com was already inactive"
     )
+
+
+def test_a_remediation_that_fails_for_good_shows_remediation_failed_and_retries(
+    gws, platform, ada, client
+) -> None:
+    policy = make_policy(
+        platform, PolicyKind.NO_2SV, action=Action.SUSPEND_USER, mode=Mode.AUTOMATIC
+    )
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    gws.faults.add("users.update", status=403, reason="forbidden", message="Not Authorized")
+    job = deliver(remediation_of(violation))
+
+    assert job.status == JobStatus.FAILED
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATION_FAILED
+    assert "Not Authorized" in violation.outcome
+    decider = factories.make_user(
+        "decider", perms=("policies.view_violation", "policies.decide_violation")
+    )
+    client.force_login(decider)
+    page = client.get(reverse("policies:violations")).content.decode()
+    assert "Remediation failed" in page
+    assert reverse("policies:retry", args=[violation.pk]) in page
+    assert reverse("policies:dismiss", args=[violation.pk]) in page  # or accept it as it is
+    assert 'hx-trigger="every 3s"' not in page  # nothing is remediating
+
+    response = client.post(reverse("policies:retry", args=[violation.pk]))
+    assert response.status_code == 302
+    violation.refresh_from_db()
+    assert (violation.status, violation.outcome) == (ViolationStatus.REMEDIATING, "")
+    page = client.get(reverse("policies:violations")).content.decode()
+    assert 'hx-trigger="every 3s"' in page  # refreshes itself while it remediates
+    fragment = client.get(reverse("policies:violations"), HTTP_HX_REQUEST="true")
+    assert fragment.content.decode().lstrip().startswith('<div id="violations-live"')
+
+    assert deliver(job).status == JobStatus.COMPLETED
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATED
+    assert gws.directory.get(ada)["suspended"] is True
+    assert TrailEntry.objects.filter(action="job.retried").count() == 1

@@ -353,3 +353,17 @@ def test_inactive_account_detects_and_clears(platform) -> None:
     login("bob@example.com", 1)
     assert evaluate_policy(policy, trigger=Trigger.USER)["closed"] == 1
     assert not Violation.objects.filter(policy=policy, closed_at__isnull=True).exists()
+
+
+def test_a_violation_whose_remediation_failed_can_be_dismissed(violation) -> None:
+    admin = factories.make_user("admin", perms=DECIDER_PERMS)
+    job = approve_violation(violation, actor=admin)
+    Violation.objects.filter(pk=violation.pk).update(
+        status=ViolationStatus.REMEDIATION_FAILED, outcome="403 Forbidden"
+    )
+    dismiss_violation(violation, actor=admin)
+    violation.refresh_from_db()
+    assert (violation.status, violation.decision) == (ViolationStatus.DISMISSED, Decision.DISMISSED)
+    assert violation.remediation_job_id == job.pk
+    with pytest.raises(DecisionRefused, match="neither open nor failed"):
+        dismiss_violation(violation, actor=admin)

@@ -202,6 +202,7 @@ TABLE = [
     Route("policies:violations", "GET", READERS),
     Route("policies:approve", "POST", OPERATORS, ("violation",)),
     Route("policies:dismiss", "POST", OPERATORS, ("violation",)),
+    Route("policies:retry", "POST", OPERATORS, ("violation",)),
     Route("policies:api-list", "GET", READERS),
     Route("policies:api-approve", "POST", OPERATORS, ("violation",)),
     Route("policies:api-dismiss", "POST", OPERATORS, ("violation",)),

@@ -285,6 +285,7 @@ def test_discovery_ingestion_and_audit_settings(web, admin, gws) -> None:
         "enabled": True,
         "applications": ["admin", "login"],
         "interval_minutes": 30,
+        "overlap_minutes": 10,
     }
 
 

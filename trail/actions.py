@@ -15,6 +15,7 @@ ACTIONS: dict[str, str] = {
     "user.locked_out": "Sign-in locked out",
     "user.unlocked": "Sign-in unlocked",
     "api_token.revoked": "API token revoked",
+    "user.deactivated": "User deactivated",
     # Identities, platforms, identity providers.
     "identity.created": "Identity created",
     "import.started": "Import started",

@@ -2,7 +2,7 @@
 with secrets read from the vault at the moment of use."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.google_workspace import USER_SCOPE, GoogleWorkspaceClient
 from connectors.scim import ScimClient
@@ -47,8 +47,31 @@ def google_workspace_client(
         api_endpoint=platform.api_endpoint or None,
         scopes=scopes or (USER_SCOPE,),
         # One bucket per platform shared by every worker: a thousand jobs stay under quota.
-        before_call=ratelimit.pacer(platform.kind, platform.pk),
+        before_call=platform_pacer(platform),
     )
+
+
+def platform_pacer(platform: Platform) -> Callable[[], None] | None:
+    """What every client of the platform calls before a request: its limit from its page,
+    else the settings' default for its kind."""
+    return ratelimit.pacer(
+        platform.kind,
+        platform.pk,
+        rate=platform.rate_limit_per_second,
+        burst=platform.rate_limit_burst,
+    )
+
+
+def rate_limit_label(platform: Platform) -> str:
+    """The limit platform_pacer applies, in words, and whether it is the platform's own."""
+    limit = ratelimit.limit_for(
+        platform.kind,
+        platform.pk,
+        rate=platform.rate_limit_per_second,
+        burst=platform.rate_limit_burst,
+    )
+    text = f"{limit.rate:g}/s, burst {limit.burst}" if limit else "no limit"
+    return text if platform.rate_limit_per_second is not None else f"{text} (default)"
 
 
 def scim_client(provider: IdentityProvider | None, platform: Platform) -> ScimClient:

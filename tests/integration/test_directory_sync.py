@@ -6,7 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from django.contrib.auth.models import User
 
+from accounts.models import ApiToken, UserRole
+from accounts.roles import Role
+from accounts.services import set_role
 from directory import services
 from directory.models import DirectoryEvent, EventKind, SyncRun
 from identities.models import Identity, IdentityStatus
@@ -24,7 +28,8 @@ from tests.directory_support import (
 )
 from tests.integration.worker import CeleryProcess, wait_for
 from tests.settings import TEST_REDIS_URL
-from tests.slapd import Slapd
+from tests.slapd import BASE_DN, Slapd
+from trail.models import TrailEntry
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -111,3 +116,30 @@ def test_two_syncs_sent_at_once_one_runs_one_is_refused(worker, gws) -> None:
     assert [job.status for job in outcomes] == [JobStatus.COMPLETED, JobStatus.FAILED]
     assert "already being synced" in outcomes[1].error_message
     assert SyncRun.objects.filter(source=source, status=SyncRun.Status.COMMITTED).count() == 1
+
+
+def test_a_leaver_is_turned_off_in_accesshive_too_by_the_worker(worker, slapd, gws, idp) -> None:
+    for n in range(10):
+        slapd.add_person(f"staff{n}")
+    slapd.add_person("grace", given="Grace", family="Hopper")
+    source = ldap_source(slapd)
+    services.save_rule(source, platform=gws_platform(gws, idp), dry_run=False)
+    baseline = finished(services.request_sync(source, actor=None), worker)
+    assert baseline.status == JobStatus.COMPLETED, baseline.error_message
+    # Grace signs in to AccessHive with her work address and has an API token.
+    account = User.objects.create_user("grace@example.com", "grace@example.com")
+    set_role(account, Role.OPERATOR, actor=None)
+    ApiToken.issue(account, "laptop")
+
+    slapd.modify(f"uid=grace,ou=Research,ou=Staff,{BASE_DN}", userAccountControl=514)
+    job = finished(services.request_sync(source, actor=None), worker)
+    assert (job.result or {})["leavers"] == 1
+    event = DirectoryEvent.objects.get(kind=EventKind.LEAVER)
+    assert event.job is not None
+    assert finished(event.job, worker).status == JobStatus.COMPLETED
+
+    account.refresh_from_db()
+    assert not account.is_active
+    assert not ApiToken.objects.filter(user=account).exists()
+    assert not UserRole.objects.filter(user=account).exists()
+    assert TrailEntry.objects.filter(action="user.deactivated", target_label=account.username)

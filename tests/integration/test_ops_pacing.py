@@ -188,3 +188,29 @@ def test_a_job_paced_past_the_wait_is_deferred_without_spending_a_retry(
     assert (attempt.started_at - job.created_at).total_seconds() >= 2.5  # it waited its turn
     assert gws.calls().count("users.insert") == 1
     assert metrics.read()[("paced", JobType.CREATE_DOMAIN_USER, "deferred")] >= 1
+
+
+def test_the_limit_set_on_the_platforms_page_paces_the_worker(broker, gws, platform) -> None:
+    gws.set_rate_limit(10, burst=10)  # Google's side: beyond 10 calls a second, 429
+    # The settings would allow far more: the platform's own limit is the one that holds.
+    env = {**PACED_ENV, "ACCESSHIVE_RATE_LIMITS": "google_workspace=1000/1000"}
+    Platform.objects.filter(pk=platform.pk).update(rate_limit_per_second=8, rate_limit_burst=4)
+    worker = OpsWorker(env=env).start()
+    count = 20
+    try:
+        started = time.monotonic()
+        identities = [submit(platform, n) for n in range(count)]
+        jobs = Job.objects.filter(subject_id__in=[str(i.pk) for i in identities])
+        wait_for(
+            lambda: jobs.filter(status=JobStatus.COMPLETED).count() == count,
+            60,
+            f"{count} jobs to complete",
+            worker,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        worker.stop()
+
+    assert gws.throttled() == 0
+    assert elapsed >= (count - 4) / 8 - 0.1  # the burst, then 8 a second
+    assert all(job.retries == 0 for job in jobs)

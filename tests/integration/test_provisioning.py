@@ -121,3 +121,55 @@ def test_a_transient_google_error_is_retried_to_completion(worker, gws, idp, pla
     ]
     assert "Backend Error" in job.attempts.first().error_message  # type: ignore[union-attr]
     assert len(gws.users()) == 1
+
+
+def test_sso_user_waits_for_the_google_user_and_is_not_run_when_it_fails(
+    worker, gws, idp, platform, admin_user
+) -> None:
+    from jobs.services import retry_job
+
+    gws.faults.add(
+        "users.insert", status=403, reason="forbidden", message="Not Authorized", times=None
+    )
+    identity = wait_until_settled(submit_human(platform), worker)
+
+    gws_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.CREATE_DOMAIN_USER)
+    sso_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.PROVISION_SSO_USER)
+    assert identity.status == IdentityStatus.FAILED
+    assert gws_job.status == JobStatus.FAILED
+    assert sso_job.status == JobStatus.FAILED
+    assert sso_job.error_message.startswith(f"not run: #{gws_job.pk} failed: ")
+    assert "Not Authorized" in sso_job.error_message
+    assert sso_job.attempt_count == 0  # no worker ever ran it
+    assert idp.users() == []
+
+    gws.faults.clear()
+    assert retry_job(gws_job, actor=admin_user)
+    identity = wait_until_settled(identity, worker)
+
+    assert identity.status == IdentityStatus.PROVISIONED
+    gws_job.refresh_from_db()
+    sso_job.refresh_from_db()
+    assert gws_job.status == sso_job.status == JobStatus.COMPLETED
+    assert sso_job.started_at >= gws_job.completed_at  # type: ignore[operator]
+    (sso_user,) = idp.users()
+    assert sso_user["userName"] == "grace@example.com"
+    assert [e.kind for e in sso_job.events.all()] == ["released"]
+
+
+def test_sso_job_shows_what_it_waits_for_until_the_google_user_exists(
+    worker, gws, idp, platform
+) -> None:
+    gws.faults.add("users.insert", delay_seconds=0.5)
+    identity = submit_human(platform)
+    gws_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.CREATE_DOMAIN_USER)
+    sso_job = Job.objects.get(subject_id=str(identity.pk), job_type=JobType.PROVISION_SSO_USER)
+    assert sso_job.status == JobStatus.WAITING
+    assert sso_job.waiting_reason == f"waiting for #{gws_job.pk}"
+
+    identity = wait_until_settled(identity, worker)
+    assert identity.status == IdentityStatus.PROVISIONED
+    sso_job.refresh_from_db()
+    gws_job.refresh_from_db()
+    assert sso_job.started_at >= gws_job.completed_at  # type: ignore[operator]
+    assert sso_job.waiting_reason == ""
