@@ -131,6 +131,8 @@ def revoke_api_token(token: ApiToken, *, actor: Any) -> bool:
             target_label=f"{token.name} ({token.prefix}…) of {token.user.get_username()}",
         )
     return bool(revoked)
+
+
 def revoke_tokens_of(user: AbstractBaseUser) -> int:
     """Revoke every API token of ``user`` still in use (kept, listed as revoked); returns how
     many were revoked."""
