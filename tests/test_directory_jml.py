@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.http import HttpRequest
 from django.urls import reverse
 
 from accounts.models import ApiToken, UserRole
@@ -190,7 +191,7 @@ def test_a_leaver_is_suspended_deactivated_and_their_pam_sessions_end(
     account.user_permissions.add(Permission.objects.get(codename="check_out_credential"))
     set_role(account, Role.OPERATOR, actor=None)
     _, raw_token = ApiToken.issue(account, "laptop")
-    assert client.login(username="grace", password="pw")
+    assert client.login(request=HttpRequest(), username="grace", password="pw")
     assert client.get(reverse("identities:list")).status_code == 200
     shared = create_identity(
         IdentityInput(

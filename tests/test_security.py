@@ -116,7 +116,7 @@ def test_api_token_guesses_lock_out_the_address() -> None:
         assert response.status_code in (401, 429)
     response = client.get("/api/v1/jobs/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 429
-    assert response["Content-Type"] == "application/json"
+    assert response["Content-Type"] == "application/problem+json"
     # Guesses of a name nobody has leave no username on the trail.
     assert not TrailEntry.objects.filter(target_label="(api token)").exists()
 
