@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accesshive.celery import app
 from jobs import lifecycle, registry, routing, services, sweeper
+from jobs.errors import TransientError
 from jobs.models import Job, JobEvent, JobStatus, JobStatusCount, JobType
 from jobs.tasks import run_job
 from tests.inline import deliver
@@ -66,6 +67,22 @@ def test_a_stale_message_cannot_claim_the_job() -> None:
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
     assert job.attempt_count == 0
+
+
+def test_failed_attempts_schedule_waits_that_double_up_to_the_cap(settings) -> None:
+    settings.JOB_BACKOFF_BASE = 3
+    settings.JOB_BACKOFF_MAX = 20
+    job = services.enqueue(JobType.REMEDIATION)
+    for retries in range(5):
+        attempt = lifecycle.start_attempt(
+            job.pk, task_id=str(job.celery_task_id), retries=retries, worker="w"
+        )
+        assert attempt is not None
+        assert lifecycle.fail_attempt(attempt, TransientError("503"), will_retry=True)
+    waits = [attempt.wait_before_next_seconds for attempt in job.attempts.order_by("number")]
+    assert waits == pytest.approx([3, 6, 12, 20, 20], abs=0.01)
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.RETRYING, 5)
 
 
 def test_the_sweeper_resends_only_jobs_overdue_past_the_grace() -> None:
