@@ -255,7 +255,8 @@ def test_a_slow_vault_times_out_as_unavailable(vault, vault_settings, vault_serv
     with pytest.raises(VaultUnavailable, match="Timeout"):
         slow_client.read(PATH)
 
-    assert time.monotonic() - started < 1.5
+    # Given up before the 2 s answer came (the 0.3 s timeout, however loaded the machine).
+    assert time.monotonic() - started < 2.0
 
 
 def test_errors_and_logs_never_carry_the_secret(vault, caplog):
