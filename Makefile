@@ -44,6 +44,15 @@ coverage: $(STAMP)
 	$(BIN)/coverage combine -q && $(BIN)/coverage html -q -d var/coverage/html && \
 	$(BIN)/coverage report; exit $$rc
 
+# Mutation testing with mutmut over the modules in [tool.mutmut] (pyproject.toml); slow, so
+# not part of `make test`. MUTATE picks modules by mutant name, e.g. MUTATE="accounts* vault*";
+# results are kept in mutants/ and a re-run only tries what changed. One child at a time: the
+# mutants share one test database (--reuse-db).
+MUTATE ?=
+mutation: $(STAMP)
+	bash scripts/services.sh $(BIN)/mutmut run --max-children 1 $(MUTATE)
+	$(BIN)/python scripts/mutation_scores.py
+
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do \
 		[ -e "$$f" ] || continue; \
