@@ -5,9 +5,12 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 import redis
+from django.conf import settings
+from django.utils import timezone
 
 from jobs import lifecycle, ratelimit, services
 from jobs.errors import RateLimited
@@ -125,7 +128,9 @@ def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) ->
     job = services.enqueue("test_ops_paced_once")
     first_task_id = job.celery_task_id
 
+    before = timezone.now()
     job = deliver(job)
+    after = timezone.now()
 
     assert job.status == JobStatus.PENDING
     assert (job.attempt_count, job.retries) == (0, 0)
@@ -139,6 +144,14 @@ def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) ->
     assert message["headers"]["eta"]  # sent with its countdown
     assert job.next_attempt_at is not None
     assert job.dispatched_at == job.next_attempt_at  # the sweeper waits from then
+    # Due no sooner than the limit frees up (0.1 s), spread by at most max(1, max wait) so
+    # deferred jobs do not all come back at once; the message is due then too.
+    spread = max(1.0, settings.RATE_LIMIT_MAX_WAIT)
+    assert before + timedelta(seconds=0.1) <= job.next_attempt_at
+    assert job.next_attempt_at <= after + timedelta(seconds=0.1 + spread)
+    # Celery counts the same delay from the moment it sends, a little later.
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    assert job.next_attempt_at <= eta <= after + timedelta(seconds=0.1 + spread)
     counts = dict(
         JobStatusCount.objects.filter(job_type="test_ops_paced_once").values_list("status", "count")
     )
