@@ -29,3 +29,12 @@ def require_services(*names: str) -> None:
 @pytest.fixture
 def services() -> None:
     require_services("postgres", "redis")
+
+
+@pytest.fixture(autouse=True)
+def counter_rows_made_afresh() -> None:
+    """Forget which job types this process made counter rows for: a test's rollback or flush
+    takes rows made during it, and a stale memory would skip making them again."""
+    from jobs import lifecycle
+
+    lifecycle._types_with_counters.clear()
