@@ -1,6 +1,7 @@
 """The rate limiter on the real Redis (and its per-process fallback), and what the engine does
 with a job that must wait for it: back to its queue, no retry spent, no attempt recorded."""
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -140,6 +141,8 @@ def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) ->
     (raw,) = broker.lrange("celery", 0, -1)
     message = json.loads(raw)
     assert message["headers"]["id"] == str(job.celery_task_id)
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert args == [job.pk]  # the message runs this job
     assert message["headers"]["retries"] == 0
     assert message["headers"]["eta"]  # sent with its countdown
     assert job.next_attempt_at is not None
