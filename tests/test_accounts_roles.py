@@ -243,6 +243,33 @@ def test_an_inactive_admin_does_not_count_as_another_admin(admin: User) -> None:
         change_role(admin, "viewer", actor=admin)
 
 
+def test_other_roles_do_not_count_as_another_admin(admin: User) -> None:
+    user_with_role("vera", "viewer")
+    user_with_role("otto", "operator")
+    with pytest.raises(ValueError, match="last admin"):
+        change_role(admin, "operator", actor=admin)
+    assert role_of(admin) == "admin"
+
+
+def test_an_inactive_superuser_does_not_count_as_another_admin(admin: User) -> None:
+    root = factories.make_user("root", superuser=True)
+    User.objects.filter(pk=root.pk).update(is_active=False)
+    with pytest.raises(ValueError, match="last admin"):
+        change_role(admin, "viewer", actor=admin)
+    assert role_of(admin) == "admin"
+
+
+def test_a_role_change_holds_at_once_for_the_same_user_object(admin: User) -> None:
+    """A request that changes its own user's role sees the new role for the rest of it."""
+    otto = user_with_role("otto", "operator")
+    assert otto.has_perm("jobs.retry_job")  # the role is read, and kept on the object
+    set_role(otto, "viewer", actor=admin)
+    assert not otto.has_perm("jobs.retry_job")
+    assert otto.has_perm("jobs.view_job")
+    change_role(otto, "", actor=admin)
+    assert not otto.has_perm("jobs.view_job")
+
+
 def test_a_superuser_counts_as_another_admin(admin: User) -> None:
     factories.make_user("root", superuser=True)
     assert change_role(admin, "viewer", actor=admin)

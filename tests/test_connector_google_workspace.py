@@ -210,7 +210,8 @@ def test_a_slow_answer_times_out_as_a_transient_error(sandbox, key):
     started = time.monotonic()
     with pytest.raises(TransientError, match=r"unreachable for user ada@example\.com"):
         client.get_user("ada@example.com")
-    assert time.monotonic() - started < 1.5
+    # Given up before the 2 s answer came (the 0.3 s timeout, however loaded the machine).
+    assert time.monotonic() - started < 2.0
 
 
 def test_an_unreachable_token_endpoint_is_transient(sandbox, key):

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accesshive.celery import app
 from jobs import lifecycle, registry, routing, services, sweeper
+from jobs.errors import TransientError
 from jobs.models import Job, JobEvent, JobStatus, JobStatusCount, JobType
 from jobs.tasks import run_job
 from tests.inline import deliver
@@ -68,6 +69,22 @@ def test_a_stale_message_cannot_claim_the_job() -> None:
     assert job.attempt_count == 0
 
 
+def test_failed_attempts_schedule_waits_that_double_up_to_the_cap(settings) -> None:
+    settings.JOB_BACKOFF_BASE = 3
+    settings.JOB_BACKOFF_MAX = 20
+    job = services.enqueue(JobType.REMEDIATION)
+    for retries in range(5):
+        attempt = lifecycle.start_attempt(
+            job.pk, task_id=str(job.celery_task_id), retries=retries, worker="w"
+        )
+        assert attempt is not None
+        assert lifecycle.fail_attempt(attempt, TransientError("503"), will_retry=True)
+    waits = [attempt.wait_before_next_seconds for attempt in job.attempts.order_by("number")]
+    assert waits == pytest.approx([3, 6, 12, 20, 20], abs=0.01)
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.RETRYING, 5)
+
+
 def test_the_sweeper_resends_only_jobs_overdue_past_the_grace() -> None:
     overdue = services.enqueue(JobType.REMEDIATION)
     fresh = services.enqueue(JobType.REMEDIATION)
@@ -100,6 +117,79 @@ def test_the_sweeper_recovers_a_job_whose_worker_died() -> None:
     assert job.status == JobStatus.RETRYING
     assert job.retries == 1
     assert job.attempts.get().outcome == "lost"
+
+
+LOST_MESSAGE = "The worker running this attempt stopped before it finished."
+
+
+def running(*, retries: int = 0, started_seconds_ago: float) -> Job:
+    job = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=job.pk).update(retries=retries)
+    attempt = lifecycle.start_attempt(
+        job.pk, task_id=str(job.celery_task_id), retries=retries, worker="w"
+    )
+    assert attempt is not None
+    started = timezone.now() - timedelta(seconds=started_seconds_ago)
+    Job.objects.filter(pk=job.pk).update(attempt_started_at=started)
+    return job
+
+
+LONG_PAST = settings.JOB_HARD_TIMEOUT + settings.JOB_SWEEP_GRACE + 5
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr("jobs.services.send", lambda job_id, **kwargs: calls.append(job_id))
+    return calls
+
+
+def test_a_recovered_job_says_why_and_is_sent_again(
+    sent: list[int], django_capture_on_commit_callbacks
+) -> None:
+    job = running(started_seconds_ago=LONG_PAST)
+    task_id = job.celery_task_id
+    other = running(started_seconds_ago=1)  # still within its limit: left running
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+
+    job.refresh_from_db()
+    assert (job.status, job.retries, job.completed_at) == (JobStatus.RETRYING, 1, None)
+    assert job.error_message == LOST_MESSAGE
+    assert job.error_class.endswith("WorkerLostError")
+    assert job.next_attempt_at is not None
+    assert job.celery_task_id != task_id  # a late delivery of the old message cannot claim it
+    attempt = job.attempts.get()
+    assert (attempt.outcome, attempt.error_message) == ("lost", LOST_MESSAGE)
+    assert attempt.finished_at is not None
+    assert job.events.get().message == "Recovered from a lost worker; retrying."
+    assert sent == [job.pk]
+    other.refresh_from_db()
+    assert other.status == JobStatus.RUNNING
+    assert other.attempts.get().outcome == "running"
+
+
+def test_a_recovered_job_without_retries_left_fails_for_good(
+    sent: list[int], django_capture_on_commit_callbacks
+) -> None:
+    job = running(retries=settings.JOB_MAX_RETRIES, started_seconds_ago=LONG_PAST)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.FAILED, settings.JOB_MAX_RETRIES)
+    assert job.completed_at is not None
+    assert job.next_attempt_at is None
+    assert job.error_message == LOST_MESSAGE
+    assert job.events.get().message == "Recovered from a lost worker; no retries left."
+    assert sent == []
+
+
+def test_a_job_within_its_hard_limit_and_grace_is_left_running(sent: list[int]) -> None:
+    job = running(started_seconds_ago=LONG_PAST - 30)
+    assert sweeper.sweep() == {"resent": 0, "recovered": 0}
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+    assert job.attempts.get().outcome == "running"
 
 
 def test_the_worker_is_configured_not_to_lose_jobs() -> None:

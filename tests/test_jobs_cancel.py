@@ -350,16 +350,21 @@ def test_retry_after_cancel_runs_to_completion(runs: list[int]) -> None:
     ]
 
 
-def test_the_sweeper_leaves_a_cancelled_job_failed(sent: list[int]) -> None:
+def test_the_sweeper_leaves_a_cancelled_job_failed(
+    sent: list[int], django_capture_on_commit_callbacks
+) -> None:
     job = services.enqueue(PROBE)
     services.cancel_job(job.pk, actor=factories.make_user("olga"))
-    Job.objects.filter(pk=job.pk).update(
+    stuck = services.enqueue(PROBE)  # overdue too, but not cancelled: this one is resent
+    Job.objects.filter(pk__in=[job.pk, stuck.pk]).update(
         dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 60)
     )
-    assert sweeper.sweep() == {"resent": 0, "recovered": 0, "waiting": 0}
+    # The sweeper publishes on commit: run those callbacks, or nothing could ever be sent.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 1, "recovered": 0, "waiting": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert sent == []
+    assert sent == [stuck.pk]
 
 
 # --- the trail of retries -------------------------------------------------------------------

@@ -1,12 +1,17 @@
 """The rate limiter on the real Redis (and its per-process fallback), and what the engine does
 with a job that must wait for it: back to its queue, no retry spent, no attempt recorded."""
 
+import base64
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 import redis
+from django.conf import settings
+from django.utils import timezone
 
 from jobs import lifecycle, ratelimit, services
 from jobs.errors import RateLimited
@@ -43,24 +48,63 @@ def test_the_default_for_google_workspace_is_10_a_second(settings) -> None:
     assert settings.RATE_LIMITS["google_workspace"] == (10.0, 5)
 
 
+# The bucket reads its clock somewhere between a call's start and its return; the bounds below
+# are those windows (plus CLOCK_SLACK for Redis's clock against ours), so a loaded machine
+# widens them by exactly the time it stalled, and a wrong spacing still fails.
+CLOCK_SLACK = 0.005
+
+
+@dataclass(frozen=True)
+class Take:
+    wait: float
+    start: float
+    end: float
+
+
+def takes(key: str, limit: ratelimit.Limit, calls: int) -> list[Take]:
+    made = []
+    for _ in range(calls):
+        start = time.monotonic()
+        granted, wait = ratelimit.take(key, limit, max_wait=10)
+        made.append(Take(wait, start, time.monotonic()))
+        assert granted
+    return made
+
+
+def assert_spaced(made: list[Take], limit: ratelimit.Limit) -> None:
+    """After the burst, call k's token is due (k - burst + 1) / rate after the first call:
+    reserved in turn, evenly spaced, whenever they were asked for."""
+    first = made[0]
+    assert [take.wait for take in made[: limit.burst]] == [0] * limit.burst
+    for k, take in enumerate(made[limit.burst :], start=limit.burst):
+        due = (k - limit.burst + 1) / limit.rate
+        if take.wait == 0:  # this machine stalled past the token's time: it was free
+            assert take.end - first.start >= due - CLOCK_SLACK
+            continue
+        earliest = take.start + take.wait - first.end - CLOCK_SLACK
+        latest = take.end + take.wait - first.start + CLOCK_SLACK
+        assert earliest <= due <= latest, (k, take, first)
+
+
 def test_the_bucket_gives_its_burst_then_spaces_calls(broker) -> None:
     limit = ratelimit.Limit(rate=10, burst=3)
-    waits = [ratelimit.take("test:spacing", limit, max_wait=10)[1] for _ in range(6)]
-    assert waits[:3] == [0, 0, 0]
-    assert waits[3:] == pytest.approx([0.1, 0.2, 0.3], abs=0.02)  # reserved, evenly spaced
+    assert_spaced(takes("test:spacing", limit, 6), limit)
 
 
 def test_a_wait_past_the_limit_takes_nothing(broker) -> None:
     limit = ratelimit.Limit(rate=2, burst=1)
+    started = time.monotonic()
     ratelimit.acquire("test:long", limit, max_wait=0)  # the burst token
     with pytest.raises(RateLimited) as raised:
         ratelimit.acquire("test:long", limit, max_wait=0.1)
-    assert raised.value.retry_after == pytest.approx(0.5, abs=0.05)
-    # Refused calls reserved nothing: the next caller still waits only ~0.5 s.
-    started = time.monotonic()
+    elapsed = time.monotonic() - started
+    assert 0.5 - elapsed - CLOCK_SLACK <= raised.value.retry_after <= 0.5 + CLOCK_SLACK
+    # Refused calls reserved nothing: the next caller still waits only until 0.5 s after the
+    # first call, and really sleeps that long.
+    asked = time.monotonic()
     slept = ratelimit.acquire("test:long", limit, max_wait=1)
-    assert slept == pytest.approx(0.5, abs=0.05)
-    assert time.monotonic() - started == pytest.approx(0.5, abs=0.1)
+    assert 0.5 - (asked - started) - CLOCK_SLACK <= slept <= 0.5 + CLOCK_SLACK
+    assert time.monotonic() - asked >= slept
 
 
 def test_refused_callers_are_given_places_in_line_at_the_buckets_pace(broker) -> None:
@@ -85,17 +129,21 @@ def test_buckets_are_separate_per_key(broker) -> None:
 def test_without_redis_each_process_keeps_its_own_bucket(settings) -> None:
     settings.REDIS_URL = ""
     limit = ratelimit.Limit(rate=10, burst=2)
-    waits = [ratelimit.take("test:local", limit, max_wait=10)[1] for _ in range(4)]
-    assert waits[:2] == [0, 0]
-    assert waits[2:] == pytest.approx([0.1, 0.2], abs=0.02)
-    assert not ratelimit.take("test:local", limit, max_wait=0.05)[0]
+    made = takes("test:local", limit, 4)
+    assert_spaced(made, limit)
+    # The next token is due 0.3 s after the first call: not within 0.05 s, unless this
+    # machine stalled a quarter of a second since.
+    if time.monotonic() - made[0].end < 0.25 - CLOCK_SLACK:
+        assert not ratelimit.take("test:local", limit, max_wait=0.05)[0]
 
 
 def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) -> None:
     job = services.enqueue("test_ops_paced_once")
     first_task_id = job.celery_task_id
 
+    before = timezone.now()
     job = deliver(job)
+    after = timezone.now()
 
     assert job.status == JobStatus.PENDING
     assert (job.attempt_count, job.retries) == (0, 0)
@@ -105,10 +153,20 @@ def test_a_paced_job_goes_back_to_its_queue_without_spending_anything(broker) ->
     (raw,) = broker.lrange("celery", 0, -1)
     message = json.loads(raw)
     assert message["headers"]["id"] == str(job.celery_task_id)
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert args == [job.pk]  # the message runs this job
     assert message["headers"]["retries"] == 0
     assert message["headers"]["eta"]  # sent with its countdown
     assert job.next_attempt_at is not None
     assert job.dispatched_at == job.next_attempt_at  # the sweeper waits from then
+    # Due no sooner than the limit frees up (0.1 s), spread by at most max(1, max wait) so
+    # deferred jobs do not all come back at once; the message is due then too.
+    spread = max(1.0, settings.RATE_LIMIT_MAX_WAIT)
+    assert before + timedelta(seconds=0.1) <= job.next_attempt_at
+    assert job.next_attempt_at <= after + timedelta(seconds=0.1 + spread)
+    # Celery counts the same delay from the moment it sends, a little later.
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    assert job.next_attempt_at <= eta <= after + timedelta(seconds=0.1 + spread)
     counts = dict(
         JobStatusCount.objects.filter(job_type="test_ops_paced_once").values_list("status", "count")
     )

@@ -241,6 +241,24 @@ def test_ciphertext_moved_to_another_path_or_version_fails_to_decrypt(vault):
         vault.read("identities/1/password")
 
 
+def test_an_old_version_copied_over_the_current_one_fails_to_decrypt(vault):
+    """Copying version 1's ciphertext over version 2 of the same path would roll a rotated
+    password back to the old one, unseen: each ciphertext is bound to its version."""
+    vault.write(PATH, {FIELD: "old password"})
+    vault.write(PATH, {FIELD: "new password"})
+    blobs = {version: blob for path, version, _, blob, _ in raw_rows() if path == PATH}
+
+    set_raw_ciphertext(PATH, 2, blobs[1], "key-a")
+    with pytest.raises(VaultDecryptionError, match=r"identities/42/password#2.*copied from"):
+        vault.read(PATH)
+
+    set_raw_ciphertext(PATH, 2, blobs[2], "key-a")
+    set_raw_ciphertext(PATH, 1, blobs[2], "key-a")
+    with pytest.raises(VaultDecryptionError, match=r"identities/42/password#1.*copied from"):
+        vault.read(PATH, version=1)
+    assert vault.read(PATH) == {FIELD: "new password"}
+
+
 def test_key_rotation_keeps_every_secret_readable(use_keys):
     vault_a = use_keys(KEY_A)
     vault_a.write("identities/1/password", {FIELD: "one"})

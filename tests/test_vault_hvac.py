@@ -359,7 +359,8 @@ def test_a_slow_vault_times_out_as_unavailable(vault, vault_settings, openbao):
         started = time.monotonic()
         with pytest.raises(VaultUnavailable, match="Timeout"):
             slow_client.read(PATH)
-        assert time.monotonic() - started < 1.5
+        # Given up before the 2 s answer came (the 0.3 s timeout, however loaded the machine).
+        assert time.monotonic() - started < 2.0
     finally:
         proxy.close()
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 from pytest_django import DjangoDbBlocker
 from pytest_django.live_server_helper import LiveServer
@@ -64,6 +65,21 @@ def worker(django_db_setup: None) -> Iterator[Worker]:
     worker = Worker()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def transactional_db(
+    request: pytest.FixtureRequest, django_db_setup: None, django_db_blocker: DjangoDbBlocker
+) -> None:
+    """pytest-django's transactional database, entered from emptied tables when the test
+    restores the migrations' rows: a transactional test without that restore, run before,
+    left its tables flushed and refilled by post_migrate with other ids, and restoring the
+    migrations' content types over those breaks their unique (app_label, model)."""
+    if "django_db_serialized_rollback" in request.fixturenames:
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, inhibit_post_migrate=True, verbosity=0)
+        ContentType.objects.clear_cache()
+    request.getfixturevalue("_django_db_helper")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.settings import TEST_REDIS_URL
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 BACKOFF_BASE = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_BASE"])
+BACKOFF_MAX = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_MAX"])
 
 
 @pytest.fixture
@@ -88,6 +89,10 @@ def test_always_transient_fails_after_exactly_six_attempts(worker: CeleryProcess
     attempts = list(job.attempts.all())
     assert len(attempts) == 6
     assert all(a.outcome == AttemptOutcome.FAILED for a in attempts)
+    # Celery's scheduled waits double from the base and stop at the cap: 1, 2, 2, 2, 2 s.
+    assert [a.wait_before_next_seconds for a in attempts[:5]] == pytest.approx(
+        [min(BACKOFF_MAX, BACKOFF_BASE * 2**n) for n in range(5)], abs=0.2
+    )
     assert job.error_class == "jobs.errors.TransientError"
     assert job.error_message == "Sandbox upstream answered 503 Service Unavailable"
     assert job.next_attempt_at is None

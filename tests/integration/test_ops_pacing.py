@@ -110,20 +110,19 @@ def test_two_processes_hammering_one_bucket_hold_its_rate(broker) -> None:
     stamps = sorted(t - start_at for times in per_process for t in times)
 
     # 80 calls at 20/s after a burst of 5 cannot end before 3.75 s (two buckets, one per
-    # process, would end at 1.75 s), and should not end much later either: reservations
-    # are spaced in absolute time, so only a process starved of CPU falls behind (the
-    # margin is for machines shared with other test suites).
+    # process, would end at 1.75 s). How close to that they end is throughput, which a
+    # loaded machine slows: bench/bench_rate_limit.py measures it, not this test.
     minimum = (2 * calls - burst) / rate
     assert stamps[-1] >= minimum - 0.05
-    assert stamps[-1] <= minimum * 1.5 + 0.5
     # No one-second window holds more than the burst plus one second's rate (+1 for where
     # the window edge falls).
     for i, start in enumerate(stamps):
         in_window = sum(1 for t in stamps[i:] if t < start + 1.0)
         assert in_window <= burst + rate + 1, (start, in_window)
-    # Both processes were served all along, not one after the other (which would put their
-    # last calls about 2 s apart; 1 s leaves room for a busy shared machine).
-    assert abs(per_process[0][-1] - per_process[1][-1]) < 1.0
+    # Both processes were served all along, not one after the other: each had calls
+    # granted in the first half of the run (one after the other, the second would have none).
+    halfway = stamps[len(stamps) // 2]
+    assert all(any(t - start_at < halfway for t in times) for times in per_process)
 
 
 def test_two_workers_provision_without_a_429_from_a_rate_limited_platform(

@@ -1,0 +1,110 @@
+"""API tokens: `manage.py create_api_token` issues one a script can use at once, only its
+hash is kept, and a token stops working when its user is deactivated or it is deleted."""
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import ApiToken, hash_token
+from accounts.services import set_role
+from jobs.models import JobStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = reverse("jobs:api-list")
+
+
+def create_api_token(*args: str) -> str:
+    out = StringIO()
+    call_command("create_api_token", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def admin(username: str = "ada") -> User:
+    user = factories.make_user(username)
+    set_role(user, "admin", actor=None)
+    return user
+
+
+def bearer(raw: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw}"}
+
+
+def test_the_printed_token_works_and_only_its_hash_is_stored(client: Client) -> None:
+    user = admin()
+    raw = create_api_token("ada", "deploy-bot")
+
+    response = client.get(LIST_URL, headers=bearer(raw))
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+    (token,) = ApiToken.objects.filter(user=user)
+    assert token.name == "deploy-bot"
+    assert token.token_hash == hash_token(raw)
+    assert raw not in {token.token_hash, token.prefix, token.name}
+    assert token.prefix == raw[:8]  # shown to tell tokens apart
+    # "ah_" lets secret scanners recognise a leaked token; 32 random bytes follow it.
+    assert raw.startswith("ah_")
+    assert len(raw.removeprefix("ah_")) >= 43
+    assert token.last_used_at is not None
+
+
+def test_each_run_prints_a_new_token_named_automation_by_default() -> None:
+    admin()
+    first, second = create_api_token("ada"), create_api_token("ada")
+    assert first != second
+    assert list(ApiToken.objects.values_list("name", flat=True)) == ["automation", "automation"]
+
+
+def test_an_unknown_user_is_refused_and_nothing_is_issued() -> None:
+    with pytest.raises(CommandError, match="no user named 'ghost'"):
+        create_api_token("ghost")
+    assert not ApiToken.objects.exists()
+
+
+def test_a_deactivated_users_token_is_refused(client: Client) -> None:
+    user = admin()
+    raw = create_api_token("ada")
+    failed = factories.make_job(status=JobStatus.FAILED)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+    for response in (
+        client.get(LIST_URL, headers=bearer(raw)),
+        client.post(reverse("jobs:api-retry", args=[failed.pk]), headers=bearer(raw)),
+    ):
+        assert response.status_code == 401
+        assert response.json() == {"error": "invalid API token"}
+    failed.refresh_from_db()
+    assert failed.status == JobStatus.FAILED
+    assert ApiToken.objects.get(user=user).last_used_at is None
+
+
+def test_a_deactivated_superusers_token_is_refused(client: Client) -> None:
+    root = factories.make_user("root", superuser=True)
+    raw = create_api_token("root")
+    assert client.get(LIST_URL, headers=bearer(raw)).status_code == 200
+    User.objects.filter(pk=root.pk).update(is_active=False)
+    response = client.get(LIST_URL, headers=bearer(raw))
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid API token"}
+
+
+def test_a_deleted_token_is_refused(client: Client) -> None:
+    admin()
+    raw = create_api_token("ada")
+    ApiToken.objects.all().delete()
+    response = client.get(LIST_URL, headers=bearer(raw))
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid API token"}
+
+
+def test_a_token_is_not_a_session_outside_the_api(client: Client) -> None:
+    admin()
+    raw = create_api_token("ada")
+    response = client.get(reverse("jobs:list"), headers=bearer(raw))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
