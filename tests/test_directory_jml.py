@@ -236,7 +236,9 @@ def test_a_leaver_is_suspended_deactivated_and_their_pam_sessions_end(
     # Her own AccessHive account is off: no role, no token, and her open session is over.
     account.refresh_from_db()
     assert not account.is_active
-    assert not ApiToken.objects.filter(user=account).exists()
+    # Revoked, not deleted: Settings > API tokens still lists them, marked revoked.
+    assert not ApiToken.objects.filter(user=account, revoked_at__isnull=True).exists()
+    assert ApiToken.objects.filter(user=account).exists()
     assert not UserRole.objects.filter(user=account).exists()
     response = client.get(reverse("identities:list"))
     assert response.status_code == 302
@@ -294,7 +296,7 @@ def test_dry_run_records_what_it_would_do_and_does_nothing(slapd, gws, idp, sour
     ]
     account.refresh_from_db()
     assert account.is_active
-    assert ApiToken.objects.filter(user=account).exists()
+    assert ApiToken.objects.filter(user=account, revoked_at__isnull=True).exists()
     (google_user,) = gws.users()
     assert google_user["suspended"] is False
     assert idp.user("grace@example.com")["active"] is True
