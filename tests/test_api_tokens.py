@@ -77,7 +77,7 @@ def test_a_deactivated_users_token_is_refused(client: Client) -> None:
         client.post(reverse("jobs:api-retry", args=[failed.pk]), headers=bearer(raw)),
     ):
         assert response.status_code == 401
-        assert response.json() == {"error": "invalid API token"}
+        assert response.json()["detail"] == "invalid API token"
     failed.refresh_from_db()
     assert failed.status == JobStatus.FAILED
     assert ApiToken.objects.get(user=user).last_used_at is None
@@ -90,7 +90,7 @@ def test_a_deactivated_superusers_token_is_refused(client: Client) -> None:
     User.objects.filter(pk=root.pk).update(is_active=False)
     response = client.get(LIST_URL, headers=bearer(raw))
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid API token"}
+    assert response.json()["detail"] == "invalid API token"
 
 
 def test_a_deleted_token_is_refused(client: Client) -> None:
@@ -99,7 +99,7 @@ def test_a_deleted_token_is_refused(client: Client) -> None:
     ApiToken.objects.all().delete()
     response = client.get(LIST_URL, headers=bearer(raw))
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid API token"}
+    assert response.json()["detail"] == "invalid API token"
 
 
 def test_a_token_is_not_a_session_outside_the_api(client: Client) -> None:
