@@ -321,7 +321,10 @@ def deactivate_accounts(ctx: Context) -> None:
     for account in accounts:
         name = account.get_username()
         action = f"deactivate AccessHive user {name} (sessions ended, API tokens revoked)"
-        if not account.is_active and not account.api_tokens.exists():
+        if (
+            not account.is_active
+            and not account.api_tokens.filter(revoked_at__isnull=True).exists()
+        ):
             steps.add(action, "already deactivated")
             continue
         if not steps.act(action):

@@ -151,7 +151,7 @@ def test_a_recovered_job_says_why_and_is_sent_again(
     task_id = job.celery_task_id
     other = running(started_seconds_ago=1)  # still within its limit: left running
     with django_capture_on_commit_callbacks(execute=True):
-        assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+        assert sweeper.sweep() == {"resent": 0, "recovered": 1, "waiting": 0}
 
     job.refresh_from_db()
     assert (job.status, job.retries, job.completed_at) == (JobStatus.RETRYING, 1, None)
@@ -174,7 +174,7 @@ def test_a_recovered_job_without_retries_left_fails_for_good(
 ) -> None:
     job = running(retries=settings.JOB_MAX_RETRIES, started_seconds_ago=LONG_PAST)
     with django_capture_on_commit_callbacks(execute=True):
-        assert sweeper.sweep() == {"resent": 0, "recovered": 1}
+        assert sweeper.sweep() == {"resent": 0, "recovered": 1, "waiting": 0}
     job.refresh_from_db()
     assert (job.status, job.retries) == (JobStatus.FAILED, settings.JOB_MAX_RETRIES)
     assert job.completed_at is not None
@@ -186,7 +186,7 @@ def test_a_recovered_job_without_retries_left_fails_for_good(
 
 def test_a_job_within_its_hard_limit_and_grace_is_left_running(sent: list[int]) -> None:
     job = running(started_seconds_ago=LONG_PAST - 30)
-    assert sweeper.sweep() == {"resent": 0, "recovered": 0}
+    assert sweeper.sweep() == {"resent": 0, "recovered": 0, "waiting": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert job.attempts.get().outcome == "running"
