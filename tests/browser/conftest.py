@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from django.apps import apps
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
+from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections
 from pytest_django import DjangoDbBlocker
 from pytest_django.live_server_helper import LiveServer
@@ -83,11 +85,22 @@ def transactional_db(
 
 
 @pytest.fixture
-def browser_db(django_db_serialized_rollback: None) -> None:
+def browser_db(django_db_serialized_rollback: None, transactional_db: None) -> None:
     """Each test's database, emptied afterwards and refilled with the rows migrations made
     (not made anew), so content type ids and the job counter rows stay what the worker,
     which caches them for as long as it runs, knows."""
     require_services("postgres", "redis")
+    reset_sequences()
+
+
+def reset_sequences() -> None:
+    """The flush restarted every id sequence and the restore wrote its rows with their ids:
+    move each sequence past its table's rows, or the next insert (a job counter upsert for
+    a new status) takes an id that is already there."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), apps.get_models()):
+            cursor.execute(sql)
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -103,6 +116,7 @@ def migrations_rows_back(
     with django_db_blocker.unblock():
         if rows and not ContentType.objects.exists():
             connection.creation.deserialize_db_from_string(rows)
+            reset_sequences()
 
 
 @pytest.fixture
