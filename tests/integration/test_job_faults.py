@@ -10,10 +10,11 @@ import pytest
 import redis
 from django.db import connection
 
-from identities.models import IdentityType
+from identities.models import IdentityStatus, IdentityType
 from identities.services import IdentityInput, create_identity
 from jobs import services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus, JobType
+from tests import factories
 from tests.conftest import require_services
 from tests.integration import handlers  # noqa: F401 - registers the test job types
 from tests.integration.test_provisioning import gws, idp, platform  # noqa: F401 - fixtures
@@ -86,7 +87,22 @@ def test_sso_jobs_keep_their_own_pace_during_a_google_rate_limit_flood(
                 ),
                 actor=None,
             )
-        sso = Job.objects.filter(job_type=JobType.PROVISION_SSO_USER)
+        # A new person's SSO user waits for their Google user (jobs.dependencies), so the SSO
+        # jobs that must keep their own pace are for people whose Google users exist already.
+        present = [
+            factories.make_identity(
+                platform=platform,
+                status=IdentityStatus.PROVISIONING,
+                login=f"present{number}@example.com",
+                display_name=f"Present {number}",
+            )
+            for number in range(12)
+        ]
+        for person in present:
+            services.enqueue(JobType.PROVISION_SSO_USER, subject=person)
+        sso = Job.objects.filter(
+            job_type=JobType.PROVISION_SSO_USER, subject_id__in=[str(p.pk) for p in present]
+        )
         google = Job.objects.filter(job_type=JobType.CREATE_DOMAIN_USER)
         wait_for(
             lambda: sso.filter(status=JobStatus.COMPLETED).count() == 12,
@@ -102,9 +118,17 @@ def test_sso_jobs_keep_their_own_pace_during_a_google_rate_limit_flood(
             "every Google job",
             worker,
         )
+        every_sso = Job.objects.filter(job_type=JobType.PROVISION_SSO_USER)
+        wait_for(
+            lambda: every_sso.filter(status=JobStatus.COMPLETED).count() == 24,
+            30,
+            "the flood's SSO jobs, each after its Google job",
+            worker,
+        )
     finally:
         worker.stop()
     assert google_done_then < 12  # the SSO jobs did not wait for the Google flood to end
     assert sso_done < 6
-    assert len(gws.users()) == len(idp.users()) == 12
+    assert len(gws.users()) == 12
+    assert len(idp.users()) == 24
     assert not JobAttempt.objects.exclude(outcome=AttemptOutcome.SUCCEEDED).exists()
