@@ -1,4 +1,5 @@
-"""The violations API (/api/v1/violations/): list with filters, approve and dismiss."""
+"""The violations API (/api/v1/violations/): list with filters, approve, dismiss and retry a
+failed remediation; and policies' create and edit."""
 
 from datetime import datetime
 from typing import Any
@@ -122,6 +123,22 @@ def approve_violation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
 def dismiss_violation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
     """Dismiss an open violation."""
     return _decide(violation_id, request, "dismiss")
+
+
+@router.post(
+    "violations/{int:violation_id}/retry/", response=DECIDED, auth=allowed(DECIDE_PERMISSION)
+)
+def retry_remediation(request: HttpRequest, violation_id: Id) -> dict[str, Any]:
+    """Retry the failed remediation of a violation in ``remediation_failed``."""
+    violation = queries.get_violation(violation_id)
+    if violation is None:
+        raise not_found("violation", violation_id)
+    try:
+        services.retry_remediation(violation, actor=request.user)
+    except services.DecisionRefused as exc:
+        raise ApiError(409, str(exc)) from None
+    violation.refresh_from_db()
+    return violation_data(violation)
 
 
 # --- policies (the Policies page's create and edit) -----------------------------------------

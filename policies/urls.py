@@ -34,4 +34,5 @@ urlpatterns = [
     api_path("policies/<int:policy_id>/", "api-policy"),
     api_path("violations/<int:violation_id>/approve/", "api-approve"),
     api_path("violations/<int:violation_id>/dismiss/", "api-dismiss"),
+    api_path("violations/<int:violation_id>/retry/", "api-retry"),
 ]

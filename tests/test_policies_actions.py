@@ -6,9 +6,11 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import ApiToken
 from identities.handlers.common import scim_client
 from identities.models import Identity
 from identities.services import create_identity_provider
@@ -272,3 +274,33 @@ def test_a_remediation_that_fails_for_good_shows_remediation_failed_and_retries(
     assert violation.status == ViolationStatus.REMEDIATED
     assert gws.directory.get(ada)["suspended"] is True
     assert TrailEntry.objects.filter(action="job.retried").count() == 1
+
+
+def test_a_failed_remediation_is_retried_over_the_api(gws, platform, ada) -> None:
+    policy = make_policy(
+        platform, PolicyKind.NO_2SV, action=Action.SUSPEND_USER, mode=Mode.AUTOMATIC
+    )
+    discover(platform)
+    evaluate_policy(policy, trigger=Trigger.JOB)
+    violation = only_violation(policy)
+    gws.faults.add("users.update", status=403, reason="forbidden", message="Not Authorized")
+    deliver(remediation_of(violation))
+    violation.refresh_from_db()
+    assert violation.status == ViolationStatus.REMEDIATION_FAILED
+    viewer = factories.make_user("viewer", perms=("policies.view_violation",))
+    decider = factories.make_user(
+        "decider", perms=("policies.view_violation", "policies.decide_violation")
+    )
+    url = f"/api/v1/violations/{violation.pk}/retry/"
+
+    _, raw = ApiToken.issue(viewer, "script")
+    assert Client().post(url, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 403
+    _, raw = ApiToken.issue(decider, "script")
+    response = Client().post(url, HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 200
+    assert response.json()["status"] == ViolationStatus.REMEDIATING
+    assert remediation_of(violation).status == JobStatus.PENDING
+    # Retrying what is no longer failed is refused with the reason.
+    again = Client().post(url, HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert again.status_code == 409
+    assert "not failed" in again.json()["detail"]

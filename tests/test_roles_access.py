@@ -160,6 +160,18 @@ TABLE = [
         answer=Found("accounts:tokens"),
         by_role={OPERATOR: 404},
     ),
+    Route("accounts:api-tokens", "GET", READERS, answer=200),
+    # As the page: the viewer's token, which another operator does not find.
+    Route(
+        "accounts:api-revoke-token",
+        "POST",
+        READERS,
+        ("api_token",),
+        answer=200,
+        by_role={OPERATOR: 404},
+    ),
+    Route("accounts:api-lockouts", "GET", ADMINS, answer=200),
+    Route("accounts:api-unlock", "POST", ADMINS, ("lockout",), answer=204),
     # Identities and their settings
     Route("identities:list", "GET", READERS, answer=200),
     Route("identities:detail", "GET", READERS, ("identity",), answer=200),
@@ -304,6 +316,8 @@ TABLE = [
     Route("policies:api-list", "GET", READERS, answer=200),
     Route("policies:api-approve", "POST", OPERATORS, ("violation",), answer=200),
     Route("policies:api-dismiss", "POST", OPERATORS, ("violation",), answer=200),
+    # The world's violation is open, not "remediation failed": a 409 problem saying so.
+    Route("policies:api-retry", "POST", OPERATORS, ("violation",), answer=409),
 ]
 
 

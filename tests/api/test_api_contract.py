@@ -87,7 +87,7 @@ def test_the_document_is_openapi_3_1_and_lists_every_api_route(client: Client, d
     OpenAPIV31SpecValidator(doc).validate()
     assert set(doc["paths"]) == api_routes()
     operations = [op for item in doc["paths"].values() for op in item.values()]
-    assert len(operations) == 39
+    assert len(operations) == 44
     for operation in operations:
         statuses = set(operation["responses"])
         assert {"401", "403"} <= statuses, operation["operationId"]

@@ -61,6 +61,7 @@ for exc_class, handler in HANDLERS.items():
 
 def _register() -> None:
     # Imported here: each app's api module imports web.api.* for its types and auth.
+    from accounts.api import router as accounts
     from assets.api import router as assets
     from audit.api import router as audit
     from directory.api import router as directory
@@ -71,7 +72,8 @@ def _register() -> None:
     from policies.api import router as policies
     from trail.api import router as trail
 
-    for router in (jobs, identities, pam, imports, audit, assets, directory, policies, trail):
+    routers = (jobs, identities, pam, imports, audit, assets, directory, policies, trail, accounts)
+    for router in routers:
         api.add_router("", router)
 
 
