@@ -90,7 +90,7 @@ def test_the_document_is_openapi_3_1_and_lists_every_api_route(client: Client, d
     assert len(operations) == 44
     for operation in operations:
         statuses = set(operation["responses"])
-        assert {"401", "403"} <= statuses, operation["operationId"]
+        assert {"401", "403", "429"} <= statuses, operation["operationId"]
         for status, response in operation["responses"].items():
             if int(status) >= 400:
                 assert list(response["content"]) == [PROBLEM], (operation["operationId"], status)

@@ -36,6 +36,16 @@ class AccessHiveAPI(NinjaAPI):
                 for status, response in operation.get("responses", {}).items():
                     merged[str(status)] = {**merged.get(str(status), {}), **response}
                 operation["responses"] = merged
+                if "401" in merged:
+                    # Any authenticated operation: too many invalid tokens from one address
+                    # lock it out for a while (accounts.middleware, django-axes).
+                    merged.setdefault(
+                        "429",
+                        {
+                            "description": "Too many invalid API tokens from this address",
+                            "content": merged["401"].get("content", {}),
+                        },
+                    )
                 for status, response in merged.items():
                     content = response.get("content", {})
                     if int(status) >= 400 and "application/json" in content:
