@@ -140,6 +140,7 @@ def test_a_leaver_is_turned_off_in_accesshive_too_by_the_worker(worker, slapd, g
 
     account.refresh_from_db()
     assert not account.is_active
-    assert not ApiToken.objects.filter(user=account).exists()
+    assert not ApiToken.objects.filter(user=account, revoked_at__isnull=True).exists()
+    assert ApiToken.objects.filter(user=account).exists()  # revoked and kept, not deleted
     assert not UserRole.objects.filter(user=account).exists()
     assert TrailEntry.objects.filter(action="user.deactivated", target_label=account.username)
