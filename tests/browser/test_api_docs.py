@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import User
 
-from tests.browser.support import expect, screenshot, sign_in
+from tests.browser.support import expect, open_from_nav, screenshot, sign_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -31,7 +31,7 @@ def test_the_docs_page_works_under_a_strict_script_policy(page: "Page", admin: U
         )
 
     sign_in(page, "admin")
-    page.get_by_role("link", name="API docs").click()
+    open_from_nav(page, "API docs")
     page.route("**/api/v1/docs", with_csp)
     page.reload()
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("AccessHive API")

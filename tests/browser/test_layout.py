@@ -38,6 +38,11 @@ NOT_PAGES = {
     "sso:metadata",
     "sso:login",
     "sso:sls",
+    # The API's JSON document and its Swagger UI page (not ours; tests/browser/test_api_docs
+    # loads it under the CSP).
+    "api:openapi-json",
+    "api:openapi-view",
+    "api:api-root",
 }
 REPORT = SCREENSHOTS / "layout" / "report.json"
 
