@@ -15,7 +15,7 @@ from trail.models import TrailEntry
 pytestmark = pytest.mark.django_db
 
 
-def holder(username: str, role: str) -> tuple[Any, dict[str, str]]:
+def holder(username: str, role: str) -> tuple[Any, dict[str, Any]]:
     user = make_user(username)
     set_role(user, role, actor=None)
     _, raw = ApiToken.issue(user, "script")
