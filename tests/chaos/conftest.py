@@ -1,4 +1,4 @@
-"""The chaos suite runs only under `make chaos` (or its short form in `make test`), which
+"""The chaos suite runs only under `make chaos`, which
 starts a PostgreSQL and a Redis of its own: these tests restart, stop and flush them."""
 
 import os
