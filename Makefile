@@ -30,7 +30,6 @@ lint: $(STAMP)
 	DJANGO_SECRET_KEY=x $(BIN)/mypy .
 
 # pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code.
-# Then the chaos suite's short form (fewer identities, a shorter database outage).
 test: lint
 	@rc=0; bash scripts/services.sh $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
