@@ -64,16 +64,8 @@ def create_identity(data: IdentityInput, *, actor: Any, on_trail: bool = True) -
     """
     try:
         with transaction.atomic():
-            identity = Identity.objects.create(
-                identity_type=data.identity_type,
-                platform=data.platform,
-                display_name=data.display_name,
-                login=data.login,
-                given_name=data.given_name,
-                family_name=data.family_name,
-                org_unit_path=data.org_unit_path,
-                created_by=actor,
-            )
+            identity = new_identity(data, actor=actor)
+            identity.save(force_insert=True)
             if on_trail and actor is not None:
                 record(
                     "identity.created",
@@ -112,6 +104,21 @@ def create_identity(data: IdentityInput, *, actor: Any, on_trail: bool = True) -
         raise
 
 
+def new_identity(data: IdentityInput, *, actor: Any, **fields: Any) -> Identity:
+    """The unsaved row an IdentityInput describes (one create, or one of a batch)."""
+    return Identity(
+        identity_type=data.identity_type,
+        platform=data.platform,
+        display_name=data.display_name,
+        login=data.login,
+        given_name=data.given_name,
+        family_name=data.family_name,
+        org_unit_path=data.org_unit_path,
+        created_by=actor,
+        **fields,
+    )
+
+
 def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identity]:
     """create_identity for many at once, off the trail (a CSV import's chunk; the import is
     on the trail once): one INSERT for the identities, one for their provisioning jobs, and
@@ -122,15 +129,9 @@ def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identi
             raise ValueError("a credentials-only identity needs its secret")
     with transaction.atomic():
         identities = Identity.objects.bulk_create(
-            Identity(
-                identity_type=data.identity_type,
-                platform=data.platform,
-                display_name=data.display_name,
-                login=data.login,
-                given_name=data.given_name,
-                family_name=data.family_name,
-                org_unit_path=data.org_unit_path,
-                created_by=actor,
+            new_identity(
+                data,
+                actor=actor,
                 status=IdentityStatus.PROVISIONED
                 if data.identity_type in CREDENTIALS_ONLY_TYPES
                 else IdentityStatus.PROVISIONING,
