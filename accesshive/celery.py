@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP, task_message
 from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesshive.settings")
@@ -41,7 +42,20 @@ class CelerySettings:
         return getattr(settings, name)
 
 
-app = Celery("accesshive")
+class ShadowedAMQP(AMQP):
+    """The task-sent event names a message by its shadow name, as the worker's events do
+    (task-received onwards): Flower shows a queued job's type too, not only the one task's
+    name (jobs.services.task_name). Celery puts the task's own name there."""
+
+    def as_task_v2(self, *args: Any, **kwargs: Any) -> task_message:
+        message = super().as_task_v2(*args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
+app = Celery("accesshive", amqp=ShadowedAMQP)
 app.config_from_object(CelerySettings())
 app.autodiscover_tasks()
 

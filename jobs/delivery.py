@@ -75,5 +75,6 @@ def published(sender: str | None = None, headers: dict[str, Any] | None = None, 
 def received(request: Any = None, **kw: Any) -> None:
     """In the worker's main process, when it takes a message (to run, or to hold until its
     countdown ends)."""
-    if request is not None and request.name == TASK:
+    # request.name is the shown name (jobs.services.task_name); type is the task's own.
+    if request is not None and request.type == TASK:
         mark(str(request.id), str(request.hostname))

@@ -134,4 +134,8 @@ def defer(attempt: JobAttempt, exc: RateLimited) -> dict[str, Any]:
     )
     metrics.record_pacing(job.job_type, "deferred", delay)
     log.info("jobs.attempt.deferred", extra={"delay_seconds": round(delay, 3), "reason": str(exc)})
-    return {"job_id": job.pk, "deferred_seconds": round(delay, 3)}
+    return {
+        "job_id": job.pk,
+        "deferred_seconds": round(delay, 3),
+        "next_task_id": str(again.celery_task_id),
+    }

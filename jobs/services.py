@@ -28,6 +28,8 @@ SECRET_KEY_PATTERN = re.compile(
 
 CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING)
 
+TASK_NAME = "jobs.run_job"
+
 
 class InvalidJobError(ValueError):
     """The job cannot be enqueued as asked (unknown type, a secret in its parameters)."""
@@ -275,6 +277,12 @@ def send_many(messages: list[tuple[int, str, int, str]]) -> None:
         log.exception("jobs.send.failed", extra={"jobs": len(messages)})
 
 
+def task_name(job_type: str | None) -> str:
+    """The name the message shows in worker logs and monitors (Flower): the one task's name
+    with the job's type, ``jobs.run_job:create_gws_user``. Celery's retries keep it."""
+    return f"{TASK_NAME}:{job_type}" if job_type else TASK_NAME
+
+
 def send(
     job_id: int,
     *,
@@ -304,6 +312,6 @@ def send(
             options["countdown"] = countdown
         if producer is not None:
             options["producer"] = producer
-        run_job.apply_async(args=(job_id,), task_id=task_id, **options)
+        run_job.apply_async(args=(job_id,), task_id=task_id, shadow=task_name(job_type), **options)
     except Exception:
         log.exception("jobs.send.failed", extra={"job_id": job_id})

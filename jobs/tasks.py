@@ -6,10 +6,12 @@ import random
 from datetime import timedelta
 from typing import Any, NoReturn
 
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
 from celery.exceptions import Ignore, Reject
 from celery.signals import task_postrun, task_prerun
+from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
@@ -22,7 +24,48 @@ log = logging.getLogger(__name__)
 __all__ = ["delivery"]
 
 
+class Passed(Ignore):
+    """A delivery that ran no attempt: Celery acknowledges it, stores nothing and reports no
+    success. ``event`` names what monitors (Flower) are told instead (see JobRequest)."""
+
+    event = "task-ignored"
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+class Stale(Passed):
+    """The delivery found its job gone on without it: finished, cancelled, or under a newer
+    message. Monitors show the task IGNORED."""
+
+
+class Deferred(Passed):
+    """The delivery put its job back in its queue to wait for its rate limit; the job runs
+    later under a new message id. Monitors show this task DEFERRED."""
+
+    event = "task-deferred"
+
+
+class JobRequest(Request):
+    """A delivery in the worker's main process. Celery sends no event at all for a task that
+    raised Ignore, so Flower would show a passed delivery STARTED for ever: announce it here,
+    where Celery sends its own task events (and only when they are on)."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, Passed):
+            self.send_event(exc.event, **exc.outcome)
+
+
 class JobTask(Task[Any, Any]):
+    Request = "jobs.tasks:JobRequest"
+
     def retry(
         self,
         args: Any = None,
@@ -66,7 +109,7 @@ class JobTask(Task[Any, Any]):
 )
 def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
     try:
-        return runner.execute(
+        outcome = runner.execute(
             job_id,
             task_id=str(self.request.id),
             retries=self.request.retries or 0,
@@ -75,6 +118,12 @@ def run_job(self: JobTask, job_id: int) -> dict[str, Any]:
         )
     except runner.NotClaimed as exc:
         postpone(self, exc)
+    # Not a success to Celery and its monitors: this delivery ran no attempt.
+    if "ignored" in outcome:
+        raise Stale(outcome)
+    if "deferred_seconds" in outcome:
+        raise Deferred(outcome)
+    return outcome
 
 
 def postpone(task: JobTask, exc: Exception) -> NoReturn:
