@@ -190,7 +190,7 @@ def test_duplicate_delivery_of_a_completed_job_changes_nothing(
     before = (job.status, job.completed_at, job.attempt_count, job.result)
 
     services.send(job.pk, task_id=str(job.celery_task_id), retries=job.retries)
-    wait_for(lambda: "stale or duplicate delivery" in worker.output(), 20, "the duplicate", worker)
+    wait_for(lambda: "jobs.delivery.ignored" in worker.output(), 20, "the duplicate", worker)
 
     job.refresh_from_db()
     assert (job.status, job.completed_at, job.attempt_count, job.result) == before
