@@ -51,8 +51,13 @@ class Flower(CeleryProcess):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        # Its event receiver's connection (Celery's logging setup leaves no debug line).
-        wait_for(lambda: b"Connected to redis" in self.log_path.read_bytes(), 30, "Flower", self)
+        try:
+            # Its event receiver's connection (Celery's logging setup leaves no debug line).
+            connected = b"Connected to redis"
+            wait_for(lambda: connected in self.log_path.read_bytes(), 30, "Flower", self)
+        except AssertionError:
+            self.stop()
+            raise
         return self
 
     def task(self, task_id: str) -> dict[str, Any] | None:
