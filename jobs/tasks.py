@@ -60,7 +60,8 @@ class JobRequest(Request):
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         if isinstance(exc, Passed):
-            self.send_event(exc.event, **exc.outcome)
+            # Flower's task page shows only Celery's own fields: say why in its Result row.
+            self.send_event(exc.event, result=repr(exc.outcome), **exc.outcome)
 
 
 class JobTask(Task[Any, Any]):

@@ -130,10 +130,10 @@ def test_a_cancelled_jobs_late_delivery_shows_ignored_and_every_task_its_type(
         worker.stop()
 
     assert shown_done["name"] == "jobs.run_job:test_noop"
-    # Celery's task state for the late delivery: ignored, not a success with a result.
+    # Celery's task state for the late delivery: ignored, not a success; its Result row says why.
     assert late["name"] == "jobs.run_job:test_noop"
     assert late["succeeded"] is None
-    assert late["result"] is None
+    assert "'ignored': 'stale or duplicate delivery'" in late["result"]
     # What Settings > Jobs shows: the job stays cancelled, and no attempt ran.
     cancelled.refresh_from_db()
     assert cancelled.status == JobStatus.FAILED
@@ -159,8 +159,8 @@ def test_a_paced_job_shows_deferred_then_its_next_message_succeeds(flower: Flowe
         worker.stop()
 
     # The delivery that only put the job back in its queue is no success, and the one that
-    # ran it is: both named with the job's type.
+    # ran it is: both named with the job's type; the first names the second.
     assert paced["succeeded"] is None
-    assert paced["result"] is None
+    assert f"'next_task_id': '{job.celery_task_id}'" in paced["result"]
     assert paced["name"] == ran["name"] == "jobs.run_job:test_ops_paced_once"
     assert (job.attempt_count, job.retries) == (1, 0)
