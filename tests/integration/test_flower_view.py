@@ -3,6 +3,7 @@ reads the real worker's task events, and the test asks its HTTP API, as an opera
 would. It must agree with Settings > Jobs: every task named with its job type, a delivery that
 ran nothing (a cancelled job's late message, a job paced back into its queue) not a success."""
 
+import importlib.util
 import json
 import socket
 import subprocess
@@ -94,6 +95,8 @@ def broker() -> Iterator["redis.Redis[bytes]"]:
 
 @pytest.fixture
 def flower(broker: "redis.Redis[bytes]") -> Iterator[Flower]:
+    if importlib.util.find_spec("flower") is None:
+        pytest.fail("Flower is not installed: pip install -e '.[dev]'")
     process = Flower().start()
     yield process
     process.stop()
