@@ -73,8 +73,9 @@ def counted(changed: str, to_status: str) -> str:
         )"""  # noqa: S608 - names and status keys are ours
 
 
-def announce(job: Job, from_status: str, to_status: str) -> None:
-    """The signal of a status change whose counters the same statement already moved."""
+def announce(job: Job, from_status: str, to_status: str, **known: Any) -> None:
+    """The signal of a status change whose counters the same statement already moved;
+    ``known`` carries what the statement read of the changed row (has_dependents)."""
     job_status_changed.send(
         sender=Job,
         job_id=job.pk,
@@ -83,6 +84,7 @@ def announce(job: Job, from_status: str, to_status: str) -> None:
         subject_id=job.subject_id,
         from_status=from_status,
         to_status=to_status,
+        **known,
     )
 
 
@@ -417,9 +419,9 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
                         error_message = '', error_traceback = ''
                     WHERE id = %(job_id)s AND status = %(running)s
                         AND attempt_count = %(number)s
-                    RETURNING job_type, %(running)s AS from_status
+                    RETURNING job_type, %(running)s AS from_status, has_dependents
                 ), {counted("done", JobStatus.COMPLETED)}
-                SELECT count(*) FROM done
+                SELECT count(*), bool_or(has_dependents) FROM done
                 """,  # noqa: S608 - table names are ours
                 {
                     "succeeded": AttemptOutcome.SUCCEEDED,
@@ -435,7 +437,8 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
             )
             row = cursor.fetchone()
         if row and row[0]:
-            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED)
+            # The row as updated: a dependent linked since the claim is seen here.
+            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED, has_dependents=bool(row[1]))
             return True
         transaction.set_rollback(True)  # a newer attempt owns the job now
         return False
