@@ -188,7 +188,8 @@ def test_a_job_enqueued_after_a_running_one_is_released_when_that_completes(
     attempt = lifecycle.start_attempt(
         first.pk, task_id=str(first.celery_task_id), retries=0, worker="inline"
     )
-    assert attempt is not None and not attempt.job.has_dependents
+    assert attempt is not None
+    assert not attempt.job.has_dependents
     second = services.enqueue(PROBE, after=[first])
     assert second.status == JobStatus.WAITING
 
