@@ -46,7 +46,7 @@ def drop_unusable(*, probe: bool = True) -> None:
             else:
                 # Judged here: Django's own check (CONN_HEALTH_CHECKS) would spend another
                 # round trip on the task's first query.
-                conn.health_check_done = True
+                conn.health_check_done = True  # type: ignore[attr-defined]  # not in the stubs
         except DatabaseError:
             conn.close()
 
