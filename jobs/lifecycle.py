@@ -1,12 +1,15 @@
 """Every status change of a job: conditional updates that never move a job backwards."""
 
+import contextlib
 import json
 import logging
 import traceback
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -42,6 +45,23 @@ def fast_sql() -> bool:
     """The hot path (claim, complete, counters) speaks SQL directly on PostgreSQL; the ORM
     builds the same statements elsewhere (SQLite for make run)."""
     return connection.vendor == "postgresql"
+
+
+@contextlib.contextmanager
+def hot_cursor() -> Iterator[Any]:
+    """A cursor for the statements every job runs (insert, claim, completion): bound on the
+    server and prepared on first use in each connection, so PostgreSQL parses and plans each
+    of them once per connection, not once a job. Django's own cursors bind on the client,
+    which never prepares."""
+    with connection.cursor() as wrapper:
+        # While queries are logged (DEBUG, CaptureQueriesContext) Django's own cursor stays:
+        # psycopg does not keep the text of a prepared statement for the log.
+        if not connection.queries_logged:
+            raw = connection.connection
+            if raw.prepare_threshold is None:  # Django's default: nothing is prepared
+                raw.prepare_threshold = 0  # only server-binding cursors (these) prepare
+            wrapper.cursor = psycopg.Cursor(raw)
+        yield wrapper
 
 
 def lock_job(job_id: int) -> Job | None:
@@ -104,7 +124,7 @@ def insert_job(job: Job) -> None:
     even outside any); PostgreSQL only."""
     columns = ", ".join(str(f.column) for f in INSERT_FIELDS)
     placeholders = ", ".join("%s" for _ in INSERT_FIELDS)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"""
             WITH inserted AS (
@@ -281,7 +301,7 @@ def claim_ready(
         task_uuid = uuid.UUID(str(task_id))
     except ValueError:
         return None
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"""
             WITH old AS (
@@ -405,7 +425,7 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
         return complete_attempt_orm(attempt, result, now)
     job = attempt.job
     with transaction.atomic():
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             # One statement: the attempt's row, the job's and the counters, only if this
             # attempt is still the job's current one.
             cursor.execute(

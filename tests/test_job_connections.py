@@ -77,3 +77,23 @@ def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     monkeypatch.setattr(connection, "is_usable", counted)
     return probes
+
+
+def test_the_statements_every_job_runs_are_planned_once_per_connection() -> None:
+    from jobs import services
+    from jobs.models import JobStatus, JobType
+    from tests.inline import deliver
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    for _ in range(2):
+        assert deliver(services.enqueue(JobType.REMEDIATION)).status != JobStatus.PENDING
+    first = prepared()
+    for _ in range(3):
+        deliver(services.enqueue(JobType.REMEDIATION))
+    assert prepared() == first
+    assert any("INSERT INTO jobs_job" in statement for statement in first)  # enqueue
+    assert any("jobs_jobattempt" in statement for statement in first)  # claim, completion
