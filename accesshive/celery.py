@@ -1,5 +1,6 @@
 """The Celery application: configured from Django settings (CELERY_* names only)."""
 
+import functools
 import logging.config
 import os
 from typing import Any
@@ -7,6 +8,8 @@ from typing import Any
 from celery import Celery
 from celery.app.amqp import AMQP, task_message
 from celery.signals import setup_logging
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesshive.settings")
 
@@ -15,28 +18,38 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesshive.settings")
 AS_NAMED = frozenset({"CELERY_DB_REUSE_MAX"})
 
 
+@functools.cache
+def celery_names() -> dict[str, str]:
+    """Celery's name -> the Django setting's, read once: Celery looks its settings up on
+    every message sent and run, and ``dir(settings)`` costs more than the rest of a send."""
+    from django.conf import settings
+
+    return {
+        name if name in AS_NAMED else name.removeprefix("CELERY_").lower(): name
+        for name in dir(settings)
+        if name.startswith("CELERY_")
+    }
+
+
+@receiver(setting_changed)
+def forget_celery_names(setting: str, **kwargs: Any) -> None:
+    if setting.startswith("CELERY_"):  # override_settings may add or remove one
+        celery_names.cache_clear()
+
+
 class CelerySettings:
     """Django's CELERY_* settings as Celery's own names (CELERY_BROKER_URL -> broker_url), and
     nothing else. Celery's config (``celery inspect conf``, Flower's Config tab) then holds
     no other setting (REDIS_URL, DATABASE_URL and their passwords), and Celery masks the
     password of broker_url, which it does not recognise under the CELERY_ namespace."""
 
-    def _names(self) -> dict[str, str]:
-        from django.conf import settings
-
-        return {
-            name if name in AS_NAMED else name.removeprefix("CELERY_").lower(): name
-            for name in dir(settings)
-            if name.startswith("CELERY_")
-        }
-
     def __dir__(self) -> list[str]:
-        return list(self._names())
+        return list(celery_names())
 
     def __getattr__(self, key: str) -> Any:
         from django.conf import settings
 
-        name = self._names().get(key)
+        name = celery_names().get(key)
         if name is None:
             raise AttributeError(key)
         return getattr(settings, name)

@@ -82,13 +82,17 @@ def link(job: Job, prerequisites: Iterable[Job]) -> None:
 def link_many(waiting: dict[Job, list[Job]]) -> None:
     """Record what each new waiting job waits for (all of it still to run, as in one
     enqueue_many batch), and say so on the job: one INSERT, one UPDATE."""
-    JobDependency.objects.bulk_create(
-        [
-            JobDependency(job=job, prerequisite=p)
-            for job, prerequisites in waiting.items()
-            for p in {p.pk: p for p in prerequisites}.values()
-        ]
-    )
+    links = [
+        JobDependency(job=job, prerequisite=p)
+        for job, prerequisites in waiting.items()
+        for p in {p.pk: p for p in prerequisites}.values()
+    ]
+    JobDependency.objects.bulk_create(links)
+    # Their rows are locked (initial_state) or new in this transaction, so a completion
+    # that has not seen this flag cannot commit before these links do.
+    Job.objects.filter(pk__in={link.prerequisite_id for link in links}).update(has_dependents=True)
+    for link in links:
+        link.prerequisite.has_dependents = True
     for job, prerequisites in waiting.items():
         if job.status == JobStatus.WAITING:
             job.waiting_reason = waiting_label(sorted({p.pk for p in prerequisites}))
@@ -215,8 +219,10 @@ def fail_dependents(prerequisite_id: int) -> None:
 
 @receiver(job_status_changed)
 def follow_prerequisites(sender: Any, *, job_id: int, to_status: str, **kwargs: Any) -> None:
-    """Every status change passes here, inside its transaction."""
+    """Every status change passes here, inside its transaction. A sender that read the row's
+    has_dependents as it changed it passes it on, saving the lookup when nothing waits."""
     if to_status == JobStatus.COMPLETED:
-        release_dependents(job_id)
+        if kwargs.get("has_dependents", True):
+            release_dependents(job_id)
     elif to_status == JobStatus.FAILED:
         fail_dependents(job_id)

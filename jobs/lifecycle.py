@@ -1,12 +1,15 @@
 """Every status change of a job: conditional updates that never move a job backwards."""
 
+import contextlib
 import json
 import logging
 import traceback
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -44,6 +47,23 @@ def fast_sql() -> bool:
     return connection.vendor == "postgresql"
 
 
+@contextlib.contextmanager
+def hot_cursor() -> Iterator[Any]:
+    """A cursor for the statements every job runs (insert, claim, completion): bound on the
+    server and prepared on first use in each connection, so PostgreSQL parses and plans each
+    of them once per connection, not once a job. Django's own cursors bind on the client,
+    which never prepares."""
+    with connection.cursor() as wrapper:
+        # While queries are logged (DEBUG, CaptureQueriesContext) Django's own cursor stays:
+        # psycopg does not keep the text of a prepared statement for the log.
+        if not connection.queries_logged:
+            raw = connection.connection
+            if raw.prepare_threshold is None:  # Django's default: nothing is prepared
+                raw.prepare_threshold = 0  # only server-binding cursors (these) prepare
+            wrapper.cursor = psycopg.Cursor(raw)
+        yield wrapper
+
+
 def lock_job(job_id: int) -> Job | None:
     """The job's row, locked until the transaction ends."""
     if not fast_sql():
@@ -73,8 +93,9 @@ def counted(changed: str, to_status: str) -> str:
         )"""  # noqa: S608 - names and status keys are ours
 
 
-def announce(job: Job, from_status: str, to_status: str) -> None:
-    """The signal of a status change whose counters the same statement already moved."""
+def announce(job: Job, from_status: str, to_status: str, **known: Any) -> None:
+    """The signal of a status change whose counters the same statement already moved;
+    ``known`` carries what the statement read of the changed row (has_dependents)."""
     job_status_changed.send(
         sender=Job,
         job_id=job.pk,
@@ -83,6 +104,7 @@ def announce(job: Job, from_status: str, to_status: str) -> None:
         subject_id=job.subject_id,
         from_status=from_status,
         to_status=to_status,
+        **known,
     )
 
 
@@ -102,7 +124,7 @@ def insert_job(job: Job) -> None:
     even outside any); PostgreSQL only."""
     columns = ", ".join(str(f.column) for f in INSERT_FIELDS)
     placeholders = ", ".join("%s" for _ in INSERT_FIELDS)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"""
             WITH inserted AS (
@@ -279,7 +301,7 @@ def claim_ready(
         task_uuid = uuid.UUID(str(task_id))
     except ValueError:
         return None
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"""
             WITH old AS (
@@ -403,7 +425,7 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
         return complete_attempt_orm(attempt, result, now)
     job = attempt.job
     with transaction.atomic():
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             # One statement: the attempt's row, the job's and the counters, only if this
             # attempt is still the job's current one.
             cursor.execute(
@@ -417,9 +439,9 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
                         error_message = '', error_traceback = ''
                     WHERE id = %(job_id)s AND status = %(running)s
                         AND attempt_count = %(number)s
-                    RETURNING job_type, %(running)s AS from_status
+                    RETURNING job_type, %(running)s AS from_status, has_dependents
                 ), {counted("done", JobStatus.COMPLETED)}
-                SELECT count(*) FROM done
+                SELECT count(*), bool_or(has_dependents) FROM done
                 """,  # noqa: S608 - table names are ours
                 {
                     "succeeded": AttemptOutcome.SUCCEEDED,
@@ -435,7 +457,8 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
             )
             row = cursor.fetchone()
         if row and row[0]:
-            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED)
+            # The row as updated: a dependent linked since the claim is seen here.
+            announce(job, JobStatus.RUNNING, JobStatus.COMPLETED, has_dependents=bool(row[1]))
             return True
         transaction.set_rollback(True)  # a newer attempt owns the job now
         return False

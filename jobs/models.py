@@ -84,6 +84,9 @@ class Job(models.Model):
     waiting_reason = models.CharField(max_length=255, blank=True)
     # Enqueued with prerequisites (JobDependency): only such a job's claim looks them up.
     has_prerequisites = models.BooleanField(default=False)
+    # Some job waits for this one (set when it is linked, under this row's lock): only such a
+    # job's completion looks its dependents up.
+    has_dependents = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]

@@ -166,12 +166,12 @@ _contexts: dict[str, Any] = {}
 @task_prerun.connect
 def check_database_connections(**kw: Any) -> None:
     """Every task, run_job and the periodic ones alike, starts on connections that work."""
-    connections.drop_unusable()
+    connections.check_before_task()
 
 
 @task_postrun.connect
 def drop_broken_connections(**kw: Any) -> None:
-    connections.drop_unusable(probe=False)
+    connections.check_after_task()
 
 
 @task_prerun.connect

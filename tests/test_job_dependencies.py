@@ -170,10 +170,32 @@ def test_a_long_list_of_prerequisites_is_cut_to_fit(sent) -> None:
     Job.objects.get(pk=job.pk)  # stored as it is
 
 
-def test_a_job_without_prerequisites_costs_one_lookup_when_it_finishes(sent) -> None:
+def test_a_job_nothing_waits_for_looks_up_no_dependents_when_it_finishes(sent) -> None:
     job = services.enqueue(PROBE)
     with CaptureQueriesContext(connection) as captured:
         assert deliver(job).status == JobStatus.COMPLETED
-    lookups = [q["sql"] for q in captured.captured_queries if "jobs_jobdependency" in q["sql"]]
-    assert len(lookups) == 1  # its dependents, on completion; none at the claim
-    assert "prerequisite_id" in lookups[0]
+    assert not [q for q in captured.captured_queries if "jobs_jobdependency" in q["sql"]]
+
+
+def test_a_job_enqueued_after_a_running_one_is_released_when_that_completes(
+    sent, runs, django_capture_on_commit_callbacks
+) -> None:
+    """The running job's attempt was claimed before anything waited for it: its completion
+    must still see the dependent linked meanwhile."""
+    from jobs import lifecycle, runner
+
+    first = services.enqueue(PROBE)
+    attempt = lifecycle.start_attempt(
+        first.pk, task_id=str(first.celery_task_id), retries=0, worker="inline"
+    )
+    assert attempt is not None
+    assert not attempt.job.has_dependents
+    second = services.enqueue(PROBE, after=[first])
+    assert second.status == JobStatus.WAITING
+
+    with django_capture_on_commit_callbacks(execute=True):
+        runner.run_attempt(attempt, retries=0, max_retries=5)
+    second.refresh_from_db()
+    assert second.status == JobStatus.PENDING
+    assert sent[-1] == second.pk
+    assert deliver(second).status == JobStatus.COMPLETED
