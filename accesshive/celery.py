@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
+from django.core.signals import setting_changed
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesshive.settings")
 
@@ -18,16 +19,28 @@ class CelerySettings:
     """Django's CELERY_* settings as Celery's own names (CELERY_BROKER_URL -> broker_url), and
     nothing else. Celery's config (``celery inspect conf``, Flower's Config tab) then holds
     no other setting (REDIS_URL, DATABASE_URL and their passwords), and Celery masks the
-    password of broker_url, which it does not recognise under the CELERY_ namespace."""
+    password of broker_url, which it does not recognise under the CELERY_ namespace.
+
+    Celery asks for its settings on every message it sends, so the names are listed once
+    and again only after a setting changed (tests' override_settings)."""
+
+    def __init__(self) -> None:
+        self._cached: dict[str, str] | None = None
+        setting_changed.connect(self._forget, weak=False)
+
+    def _forget(self, **kwargs: Any) -> None:
+        self._cached = None
 
     def _names(self) -> dict[str, str]:
         from django.conf import settings
 
-        return {
-            name if name in AS_NAMED else name.removeprefix("CELERY_").lower(): name
-            for name in dir(settings)
-            if name.startswith("CELERY_")
-        }
+        if self._cached is None:
+            self._cached = {
+                name if name in AS_NAMED else name.removeprefix("CELERY_").lower(): name
+                for name in dir(settings)
+                if name.startswith("CELERY_")
+            }
+        return self._cached
 
     def __dir__(self) -> list[str]:
         return list(self._names())

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -230,17 +230,15 @@ def apply_chunk(
             raise Superseded(f"rows from row {rows[0].number} of import #{batch.pk} are done")
         if batch.dry_run:
             checks = csvfile.check_rows(rows, platforms)
-            logins = note_logins(batch, checks)
+            note_logins(batch, checks)
         else:
             checks = create_rows(rows, platforms, actor=batch.created_by)
-            logins = []
         counts = {outcome: 0 for outcome in (csvfile.VALID, csvfile.SKIPPED, csvfile.FAILED)}
         problems: list[ImportProblem] = []
         for check in checks:
             counts[check.outcome] += 1
             problems.extend(problem_rows(batch, check))
         ImportProblem.objects.bulk_create(problems)
-        ImportLogin.objects.bulk_create(logins)
         ImportBatch.objects.filter(pk=batch.pk).update(
             last_row=rows[-1].number,
             rows_done=F("rows_done") + len(rows),
@@ -289,34 +287,52 @@ def create_row(row: csvfile.Row, platforms: dict[str, Platform], *, actor: Any) 
     return check
 
 
-def note_logins(batch: ImportBatch, checks: list[csvfile.RowCheck]) -> list["ImportLogin"]:
+def note_logins(batch: ImportBatch, checks: list[csvfile.RowCheck]) -> None:
     """Dry runs: skip a valid row whose login a row above it already has (in this chunk or
-    an earlier one), as the real import would; returns the logins to remember."""
-    keys = {
-        check.row.number: login_key(check.data.platform.pk, check.data.login)
-        for check in checks
-        if check.outcome == csvfile.VALID and check.data is not None
-    }
-    seen: dict[str, int] = (
-        dict(
-            ImportLogin.objects.filter(batch=batch, key__in=list(keys.values())).values_list(
+    an earlier one), as the real import would, and remember this chunk's new logins."""
+    first: dict[str, int] = {}
+    for check in checks:
+        if check.outcome == csvfile.VALID and check.data is not None:
+            first.setdefault(login_key(check.data.platform.pk, check.data.login), check.row.number)
+    if not first:
+        return
+    earlier = remember_logins(batch.pk, first)
+    for check in checks:
+        if check.outcome != csvfile.VALID or check.data is None:
+            continue
+        key = login_key(check.data.platform.pk, check.data.login)
+        row = earlier.get(key, first[key])
+        if row != check.row.number:
+            check.skip(f"{check.data.login} would already exist: row {row} has it.")
+
+
+def remember_logins(batch_id: int, logins: dict[str, int]) -> dict[str, int]:
+    """Store the logins (key: first row) that earlier chunks did not store, and return the
+    rows of those they did. PostgreSQL: one statement, whose SELECT sees the table as it was
+    before its own INSERT."""
+    table = ImportLogin._meta.db_table
+    if connection.vendor != "postgresql":
+        earlier = dict(
+            ImportLogin.objects.filter(batch_id=batch_id, key__in=list(logins)).values_list(
                 "key", "row"
             )
         )
-        if keys
-        else {}
-    )
-    logins: list[ImportLogin] = []
-    for check in checks:
-        key = keys.get(check.row.number)
-        if key is None or check.data is None:
-            continue
-        if key in seen:
-            check.skip(f"{check.data.login} would already exist: row {seen[key]} has it.")
-        else:
-            seen[key] = check.row.number
-            logins.append(ImportLogin(batch=batch, key=key, row=check.row.number))
-    return logins
+        ImportLogin.objects.bulk_create(
+            ImportLogin(batch_id=batch_id, key=key, row=row)
+            for key, row in logins.items()
+            if key not in earlier
+        )
+        return earlier
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH incoming AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS t(key, row)), "
+            f"added AS (INSERT INTO {table} (batch_id, key, row) "  # noqa: S608 - our name
+            "SELECT %s, key, row FROM incoming ON CONFLICT (batch_id, key) DO NOTHING) "
+            f"SELECT l.key, l.row FROM {table} AS l JOIN incoming USING (key) "
+            "WHERE l.batch_id = %s",
+            [list(logins), list(logins.values()), batch_id, batch_id],
+        )
+        return {key: row for key, row in cursor.fetchall()}
 
 
 def login_key(platform_id: int, login: str) -> str:
