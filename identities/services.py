@@ -198,11 +198,15 @@ def copy_identities(identities: list[Identity]) -> None:
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     names = [field.attname for field in fields]
     table = connection.ops.quote_name(Identity._meta.db_table)
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for identity in identities:
-                values = identity.__dict__
-                copy.write_row([values[name] for name in names])
+    statement = f"COPY {table} ({columns}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for identity in identities:
+            values = identity.__dict__
+            copy.write_row([values[name] for name in names])
 
 
 def set_secret_refs(identities: list[Identity]) -> None:

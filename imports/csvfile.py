@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identities.forms import IDENTITY_FORMS, IdentityForm, duplicate_error
-from identities.models import Identity, IdentityType, Platform
+from identities.models import IdentityType, Platform
+from identities.queries import existing_logins
 from identities.services import IdentityInput
 
 # Exactly the identity forms' field names, so a row is the data of the very form the page uses.
@@ -308,7 +309,7 @@ def _rows(reader: Iterator[list[str]], header: list[str], number: int) -> Iterat
             return
         except csv.Error as exc:
             raise csv_problem(exc, number) from None
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():
             continue
         # Some spreadsheets pad rows with empty cells past the last column.
         if len(cells) > width and not any(cell.strip() for cell in cells[width:]):
@@ -456,7 +457,9 @@ class RowForms:
     """The identity form of each type, made once and bound to one row after another: every
     row is checked by the form's own fields and clean methods, without copying the form's
     fields for each row. Forms made here skip their own duplicate query (check_rows asks
-    for all the logins at once) and take their platform from those loaded already."""
+    for all the logins at once) and take their platform from those loaded already. An
+    import keeps one RowForms for each job's slice of the file, so what the forms look up
+    (a platform's org units) is asked once per slice."""
 
     def __init__(self, platforms: Mapping[int, Platform]) -> None:
         self.platforms = platforms
@@ -471,23 +474,17 @@ class RowForms:
         return form.rebind(data)
 
 
-def check_rows(rows: Iterable[Row], platforms: Mapping[str, Platform]) -> list[RowCheck]:
+def check_rows(
+    rows: Iterable[Row], platforms: Mapping[str, Platform], *, forms: RowForms | None = None
+) -> list[RowCheck]:
     """Validate many rows, each with the form of its type, and look their logins up in one
     query instead of one per form: a login that exists already is skipped, as check_row
     skips it."""
-    forms = RowForms({platform.pk: platform for platform in platforms.values()})
+    forms = forms or row_forms(platforms)
     checks = [check_row(row, platforms, forms=forms) for row in rows]
     valid = [check for check in checks if check.outcome == VALID and check.data is not None]
-    logins = {check.data.login for check in valid if check.data is not None}
-    existing = (
-        set(
-            Identity.objects.filter(
-                platform_id__in={check.data.platform.pk for check in valid if check.data},
-                login__in=logins,
-            ).values_list("platform_id", "login")
-        )
-        if valid
-        else set()
+    existing = existing_logins(
+        {(check.data.platform.pk, check.data.login) for check in valid if check.data is not None}
     )
     for check in valid:
         data = check.data
@@ -496,6 +493,10 @@ def check_rows(rows: Iterable[Row], platforms: Mapping[str, Platform]) -> list[R
             message = " ".join(duplicate_error(data.login, data.platform).messages)
             check.skip(redact(message, secrets))
     return checks
+
+
+def row_forms(platforms: Mapping[str, Platform]) -> RowForms:
+    return RowForms({platform.pk: platform for platform in platforms.values()})
 
 
 def used_columns(form_class: type[IdentityForm]) -> frozenset[str]:

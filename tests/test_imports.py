@@ -313,6 +313,35 @@ def test_dry_run_validates_everything_and_creates_nothing(
     assert (real.created, real.skipped, real.failed) == (batch.created, batch.skipped, 9)
 
 
+def test_a_dry_run_remembers_logins_across_chunks(admin, gws, settings) -> None:
+    """A login repeated further down the file, in the same chunk or a later one, is skipped
+    by the dry run naming the first row that has it, as the real import skips it."""
+    settings.IMPORT_CHUNK_ROWS = 2
+    names = ["a", "b", "c", "a", "a", "c", "d", "d"]  # rows 2 to 9, two rows a chunk
+    data = factories.import_csv(
+        [
+            factories.import_row(IdentityType.API_KEY, gws, secret(n), name=f"key-{name}")
+            for n, name in enumerate(names)
+        ]
+    )
+    dry = run_to_end(upload(data, admin, dry_run=True))
+    assert (dry.created, dry.skipped, dry.failed) == (4, 4, 0)
+    assert problems(dry) == [
+        ("skipped", "row 5, name: key-a would already exist: row 2 has it."),
+        ("skipped", "row 6, name: key-a would already exist: row 2 has it."),
+        ("skipped", "row 7, name: key-c would already exist: row 4 has it."),
+        ("skipped", "row 9, name: key-d would already exist: row 8 has it."),
+    ]
+    real = run_to_end(upload(data, admin))
+    assert (real.created, real.skipped, real.failed) == (4, 4, 0)
+    assert [row for _, row in problems(real)] == [
+        "row 5, name: key-a already exists on Workspace.",
+        "row 6, name: key-a already exists on Workspace.",
+        "row 7, name: key-c already exists on Workspace.",
+        "row 9, name: key-d already exists on Workspace.",
+    ]
+
+
 def test_importing_the_same_file_again_creates_nothing_new(admin, gws, github) -> None:
     data, _ = mixed_rows(gws, github)
     first = run_to_end(upload(data, admin))

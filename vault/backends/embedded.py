@@ -238,10 +238,14 @@ def _insert_secrets(rows: list[tuple[str, int, bytes, str, Any, bool]]) -> None:
         )
         return
     table = EncryptedSecret._meta.db_table
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def _lock_latest_version(path: str) -> int:
