@@ -195,7 +195,7 @@ def copy_identities(identities: list[Identity]) -> None:
     """Insert new rows, ids included, with one COPY (PostgreSQL): bulk_create spends more
     time preparing each value than the database spends storing it."""
     fields = Identity._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     names = [field.attname for field in fields]
     table = connection.ops.quote_name(Identity._meta.db_table)
     statement = f"COPY {table} ({columns}) FROM STDIN"
