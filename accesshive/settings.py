@@ -370,7 +370,7 @@ RATE_LIMIT_MAX_WAIT = min(env_float("ACCESSHIVE_RATE_LIMIT_MAX_WAIT", 0.5), JOB_
 IMPORT_MAX_BYTES = env_int("ACCESSHIVE_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 IMPORT_MAX_ROWS = env_int("ACCESSHIVE_IMPORT_MAX_ROWS", 100_000)
 # Rows per transaction, and so per progress update, while an import runs.
-IMPORT_CHUNK_ROWS = env_int("ACCESSHIVE_IMPORT_CHUNK_ROWS", 100)
+IMPORT_CHUNK_ROWS = env_int("ACCESSHIVE_IMPORT_CHUNK_ROWS", 1000)
 # How long one bulk_import job works before a continuation job takes over; well under
 # JOB_TIMEOUT so a long import never reaches the time limit.
 IMPORT_SLICE_SECONDS = env_int("ACCESSHIVE_IMPORT_SLICE_SECONDS", JOB_TIMEOUT // 2)

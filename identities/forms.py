@@ -94,8 +94,26 @@ class IdentityForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.check_duplicate = check_duplicate
+        self.org_units: dict[int, set[str] | None] = {}
         if platforms is not None:
             self.fields["platform"] = LoadedPlatformField(platforms)
+
+    def rebind(self, data: Mapping[str, Any]) -> "IdentityForm":
+        """Bind this form to other data, checked as a new form bound to it would be, without
+        copying its fields again: a CSV import checks thousands of rows with one form per
+        type. What it looked up (the org units) it keeps."""
+        self.data = data
+        self.is_bound = True
+        self._errors = None
+        self.cleaned_data = {}
+        self.__dict__.pop("changed_data", None)
+        return self
+
+    def known_org_unit_paths(self, platform: Platform) -> set[str] | None:
+        """list_org_unit_paths, asked once per platform for as long as this form lives."""
+        if platform.pk not in self.org_units:
+            self.org_units[platform.pk] = list_org_unit_paths(platform)
+        return self.org_units[platform.pk]
 
     def login(self) -> str:
         return str(self.cleaned_data[self.login_field]).strip()
@@ -154,7 +172,7 @@ class HumanInteractiveForm(DomainEmailMixin, IdentityForm):
         if platform is not None and platform.is_google_workspace:
             # Google refuses an unknown org unit only when the job runs; say it now when asset
             # discovery has told us which ones exist.
-            known = list_org_unit_paths(platform)
+            known = self.known_org_unit_paths(platform)
             if known is not None and path.rstrip("/").lower() not in known | {""}:
                 raise ValidationError(
                     f"{platform.name} has no org unit {path} (as of its last asset discovery)."

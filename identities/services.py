@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
@@ -19,6 +20,7 @@ from jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobType, Trigger
 from jobs.services import JobRequest, enqueue, enqueue_many
 from trail.services import changed_fields, record
 from vault.backends import get_vault
+from vault.base import SecretRef
 from web.destinations import describe_moves
 
 PROVISIONING_JOB_TYPES = (JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER)
@@ -121,33 +123,52 @@ def new_identity(data: IdentityInput, *, actor: Any, **fields: Any) -> Identity:
 
 def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identity]:
     """create_identity for many at once, off the trail (a CSV import's chunk; the import is
-    on the trail once): one INSERT for the identities, one for their provisioning jobs, and
-    each secret to the vault. All or nothing: an identity that exists already raises
-    IntegrityError and nothing is kept (callers look the logins up first)."""
+    on the trail once): one insert for the identities, one for their secrets in the vault,
+    one for their provisioning jobs. All or nothing: an identity that exists already raises
+    IntegrityError before any secret is written, and nothing is kept (callers look the logins
+    up first)."""
     for data in inputs:
         if data.identity_type in CREDENTIALS_ONLY_TYPES and not data.secret:
             raise ValueError("a credentials-only identity needs its secret")
-    with transaction.atomic():
-        identities = Identity.objects.bulk_create(
-            new_identity(
-                data,
-                actor=actor,
-                status=IdentityStatus.PROVISIONED
-                if data.identity_type in CREDENTIALS_ONLY_TYPES
-                else IdentityStatus.PROVISIONING,
-            )
-            for data in inputs
+    if not inputs:
+        return []
+    now = timezone.now()
+    identities = [
+        new_identity(
+            data,
+            actor=actor,
+            status=IdentityStatus.PROVISIONED
+            if data.identity_type in CREDENTIALS_ONLY_TYPES
+            else IdentityStatus.PROVISIONING,
+            created_at=now,
+            updated_at=now,
         )
+        for data in inputs
+    ]
+    with transaction.atomic():
         with_secrets = [
             (identity, data.secret)
             for identity, data in zip(identities, inputs, strict=True)
             if data.secret is not None and data.identity_type in CREDENTIALS_ONLY_TYPES
         ]
+        if connection.vendor == "postgresql":
+            # The ids first, so each secret_ref (the first version at the identity's path) is
+            # in the row as it is copied in, and the vault is written only once they are in.
+            for identity, id_ in zip(identities, next_ids(len(identities)), strict=True):
+                identity.pk = id_
+            for identity, _ in with_secrets:
+                identity.secret_ref = str(SecretRef(identity.vault_path, 1))
+            copy_identities(identities)
+        else:
+            Identity.objects.bulk_create(identities)
         secrets = {identity.vault_path: secret for identity, secret in with_secrets}
         refs = get_vault().write_new(secrets)
+        moved = []
         for (identity, _), ref in zip(with_secrets, refs, strict=True):
-            identity.secret_ref = str(ref)
-        set_secret_refs([identity for identity, _ in with_secrets])
+            if identity.secret_ref != str(ref):
+                identity.secret_ref = str(ref)
+                moved.append(identity)
+        set_secret_refs(moved)
         jobs: list[JobRequest] = []
         for identity, data in zip(identities, inputs, strict=True):
             # In order, as create_identity: the SSO user waits for the Google user.
@@ -157,6 +178,35 @@ def create_identities(inputs: list[IdentityInput], *, actor: Any) -> list[Identi
                 )
         enqueue_many(jobs, triggered_by=actor, trigger=Trigger.USER)
     return identities
+
+
+def next_ids(count: int) -> list[int]:
+    """``count`` ids from the identities' sequence, as inserting that many rows would take."""
+    table = Identity._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def copy_identities(identities: list[Identity]) -> None:
+    """Insert new rows, ids included, with one COPY (PostgreSQL): bulk_create spends more
+    time preparing each value than the database spends storing it."""
+    fields = Identity._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    names = [field.attname for field in fields]
+    table = connection.ops.quote_name(Identity._meta.db_table)
+    statement = f"COPY {table} ({columns}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for identity in identities:
+            values = identity.__dict__
+            copy.write_row([values[name] for name in names])
 
 
 def set_secret_refs(identities: list[Identity]) -> None:

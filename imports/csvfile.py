@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identities.forms import IDENTITY_FORMS, IdentityForm, duplicate_error
-from identities.models import Identity, IdentityType, Platform
+from identities.models import IdentityType, Platform
+from identities.queries import existing_logins
 from identities.services import IdentityInput
 
 # Exactly the identity forms' field names, so a row is the data of the very form the page uses.
@@ -308,7 +309,7 @@ def _rows(reader: Iterator[list[str]], header: list[str], number: int) -> Iterat
             return
         except csv.Error as exc:
             raise csv_problem(exc, number) from None
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():
             continue
         # Some spreadsheets pad rows with empty cells past the last column.
         if len(cells) > width and not any(cell.strip() for cell in cells[width:]):
@@ -452,23 +453,38 @@ def is_duplicate(form: IdentityForm) -> bool:
     )
 
 
-def check_rows(rows: Iterable[Row], platforms: Mapping[str, Platform]) -> list[RowCheck]:
+class RowForms:
+    """The identity form of each type, made once and bound to one row after another: every
+    row is checked by the form's own fields and clean methods, without copying the form's
+    fields for each row. Forms made here skip their own duplicate query (check_rows asks
+    for all the logins at once) and take their platform from those loaded already. An
+    import keeps one RowForms for each job's slice of the file, so what the forms look up
+    (a platform's org units) is asked once per slice."""
+
+    def __init__(self, platforms: Mapping[int, Platform]) -> None:
+        self.platforms = platforms
+        self.forms: dict[type[IdentityForm], IdentityForm] = {}
+
+    def bind(self, form_class: type[IdentityForm], data: dict[str, Any]) -> IdentityForm:
+        form = self.forms.get(form_class)
+        if form is None:
+            form = form_class(data=data, platforms=self.platforms, check_duplicate=False)
+            self.forms[form_class] = form
+            return form
+        return form.rebind(data)
+
+
+def check_rows(
+    rows: Iterable[Row], platforms: Mapping[str, Platform], *, forms: RowForms | None = None
+) -> list[RowCheck]:
     """Validate many rows, each with the form of its type, and look their logins up in one
     query instead of one per form: a login that exists already is skipped, as check_row
     skips it."""
-    by_id = {platform.pk: platform for platform in platforms.values()}
-    checks = [check_row(row, platforms, by_id=by_id, check_duplicate=False) for row in rows]
+    forms = forms or row_forms(platforms)
+    checks = [check_row(row, platforms, forms=forms) for row in rows]
     valid = [check for check in checks if check.outcome == VALID and check.data is not None]
-    logins = {check.data.login for check in valid if check.data is not None}
-    existing = (
-        set(
-            Identity.objects.filter(
-                platform_id__in={check.data.platform.pk for check in valid if check.data},
-                login__in=logins,
-            ).values_list("platform_id", "login")
-        )
-        if valid
-        else set()
+    existing = existing_logins(
+        {(check.data.platform.pk, check.data.login) for check in valid if check.data is not None}
     )
     for check in valid:
         data = check.data
@@ -479,15 +495,28 @@ def check_rows(rows: Iterable[Row], platforms: Mapping[str, Platform]) -> list[R
     return checks
 
 
+def row_forms(platforms: Mapping[str, Platform]) -> RowForms:
+    return RowForms({platform.pk: platform for platform in platforms.values()})
+
+
+def used_columns(form_class: type[IdentityForm]) -> frozenset[str]:
+    """The CSV columns a type's form reads."""
+    used = _USED_COLUMNS.get(form_class)
+    if used is None:
+        used = _USED_COLUMNS[form_class] = frozenset(
+            name for name in form_class.base_fields if name in COLUMNS
+        )
+    return used
+
+
+_USED_COLUMNS: dict[type[IdentityForm], frozenset[str]] = {}
+
+
 def check_row(
-    row: Row,
-    platforms: Mapping[str, Platform],
-    *,
-    by_id: Mapping[int, Platform] | None = None,
-    check_duplicate: bool = True,
+    row: Row, platforms: Mapping[str, Platform], *, forms: RowForms | None = None
 ) -> RowCheck:
     """Validate one row with the form of its type, bound to the row's cells as data
-    (check_rows checks many, with the platforms by id and without the duplicate query)."""
+    (check_rows checks many, with one form per type and without the duplicate query)."""
     if row.problem:
         return RowCheck(row, FAILED, problems=[("columns", row.problem)])
     cells = row.cells
@@ -506,13 +535,13 @@ def check_row(
     if form_class is None or platform is None:
         return RowCheck(row, FAILED, problems=[(f, redact(m, secrets)) for f, m in problems])
 
-    used = {name for name in form_class.base_fields if name in COLUMNS}
+    used = used_columns(form_class)
     for name, value in cells.items():
         if name not in used and name not in REQUIRED_COLUMNS and value.strip():
             problems.append((name, f"Not used by type {type_key}; leave it empty."))
     data: dict[str, Any] = {name: cells[name] for name in used if name in cells}
     data["platform"] = platform.pk
-    form = form_class(data=data, platforms=by_id, check_duplicate=check_duplicate)
+    form = forms.bind(form_class, data) if forms is not None else form_class(data=data)
     login_field = form_class.login_field
     if form.is_valid() and not problems:
         return RowCheck(row, VALID, data=form.to_input(), login_field=login_field)

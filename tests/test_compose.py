@@ -39,7 +39,7 @@ DEFAULT_IS_FINE = {
     "ACCESSHIVE_PAM_SESSION_PAGE_SIZE": "a UI preference",
     "ACCESSHIVE_IMPORT_MAX_BYTES": "20 MB uploads",
     "ACCESSHIVE_IMPORT_MAX_ROWS": "100,000 rows",
-    "ACCESSHIVE_IMPORT_CHUNK_ROWS": "100 rows per transaction",
+    "ACCESSHIVE_IMPORT_CHUNK_ROWS": "1,000 rows per transaction",
     "ACCESSHIVE_IMPORT_SLICE_SECONDS": "half the job time limit",
     "ACCESSHIVE_PAM_MAX_SESSION_MINUTES": "an hour per check-out",
     "ACCESSHIVE_PAM_PASSWORD_LENGTH": "24 characters, four character classes",

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from identities.models import Identity, IdentityStatus, IdentityType, Platform
+from identities.services import IdentityInput, create_identities
 from imports import csvfile, services
 from imports.models import ImportBatch, ImportChunk, ImportLogin, ImportProblem, ImportStatus
 from jobs import services as job_services
@@ -313,6 +314,35 @@ def test_dry_run_validates_everything_and_creates_nothing(
     assert (real.created, real.skipped, real.failed) == (batch.created, batch.skipped, 9)
 
 
+def test_a_dry_run_remembers_logins_across_chunks(admin, gws, settings) -> None:
+    """A login repeated further down the file, in the same chunk or a later one, is skipped
+    by the dry run naming the first row that has it, as the real import skips it."""
+    settings.IMPORT_CHUNK_ROWS = 2
+    names = ["a", "b", "c", "a", "a", "c", "d", "d"]  # rows 2 to 9, two rows a chunk
+    data = factories.import_csv(
+        [
+            factories.import_row(IdentityType.API_KEY, gws, secret(n), name=f"key-{name}")
+            for n, name in enumerate(names)
+        ]
+    )
+    dry = run_to_end(upload(data, admin, dry_run=True))
+    assert (dry.created, dry.skipped, dry.failed) == (4, 4, 0)
+    assert problems(dry) == [
+        ("skipped", "row 5, name: key-a would already exist: row 2 has it."),
+        ("skipped", "row 6, name: key-a would already exist: row 2 has it."),
+        ("skipped", "row 7, name: key-c would already exist: row 4 has it."),
+        ("skipped", "row 9, name: key-d would already exist: row 8 has it."),
+    ]
+    real = run_to_end(upload(data, admin))
+    assert (real.created, real.skipped, real.failed) == (4, 4, 0)
+    assert [row for _, row in problems(real)] == [
+        "row 5, name: key-a already exists on Workspace.",
+        "row 6, name: key-a already exists on Workspace.",
+        "row 7, name: key-c already exists on Workspace.",
+        "row 9, name: key-d already exists on Workspace.",
+    ]
+
+
 def test_importing_the_same_file_again_creates_nothing_new(admin, gws, github) -> None:
     data, _ = mixed_rows(gws, github)
     first = run_to_end(upload(data, admin))
@@ -347,6 +377,41 @@ def test_identity_created_meanwhile_is_skipped_not_failed(admin, gws) -> None:
     factories.make_identity(platform=gws, identity_type=IdentityType.API_KEY, login="ci-deploy")
     batch = run_to_end(batch)
     assert (batch.created, batch.skipped, batch.failed) == (0, 1, 0)
+
+
+def test_a_batch_with_a_login_that_exists_keeps_nothing(admin, gws) -> None:
+    """create_identities is all or nothing: a login created since the chunk was checked
+    fails the whole insert before any secret is written, and nothing of it is kept. The
+    batch without that row then creates each identity with its secret and jobs."""
+    factories.make_identity(platform=gws, identity_type=IdentityType.API_KEY, login="key-1")
+    inputs = [
+        IdentityInput(IdentityType.API_KEY, gws, "Key 0", "key-0", secret={"api_key": secret(0)}),
+        IdentityInput(IdentityType.API_KEY, gws, "Key 1", "key-1", secret={"api_key": secret(1)}),
+        IdentityInput(
+            IdentityType.HUMAN_INTERACTIVE,
+            gws,
+            "Ada Lovelace",
+            "ada@example.com",
+            given_name="Ada",
+            family_name="Lovelace",
+            org_unit_path="/",
+        ),
+    ]
+    with pytest.raises(IntegrityError):
+        create_identities(inputs, actor=admin)
+    assert Identity.objects.count() == 1
+    assert not EncryptedSecret.objects.exists()
+    assert not Job.objects.exists()
+
+    key, person = create_identities([inputs[0], inputs[2]], actor=admin)
+    key.refresh_from_db()
+    assert (key.login, key.status, key.created_by) == ("key-0", IdentityStatus.PROVISIONED, admin)
+    assert key.secret_ref == f"vault:{key.vault_path}#1"
+    assert json.loads(vault_text(key)) == {"api_key": secret(0)}
+    assert job_types(key) == []
+    person.refresh_from_db()
+    assert (person.status, person.secret_ref) == (IdentityStatus.PROVISIONING, "")
+    assert job_types(person) == [JobType.CREATE_DOMAIN_USER, JobType.PROVISION_SSO_USER]
 
 
 # --- long imports, retries and duplicate deliveries ------------------------------------------

@@ -4,8 +4,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from vault.base import (
@@ -87,14 +89,15 @@ class EmbeddedVault:
     @sensitive_variables("items", "plaintext")
     def write_new(self, items: Mapping[str, Mapping[str, str]]) -> list[SecretRef]:
         rows = []
+        now = timezone.now()
         for path, data in items.items():
             validate_path(path)
             plaintext = json.dumps(validate_data(data), sort_keys=True, separators=(",", ":"))
             key_id, blob = self._keyring.seal(plaintext.encode(), associated_data(path, 1))
-            rows.append(EncryptedSecret(path=path, version=1, ciphertext=blob, key_id=key_id))
+            rows.append((path, 1, blob, key_id, now, False))
         try:
             with transaction.atomic():
-                EncryptedSecret.objects.bulk_create(rows)
+                _insert_secrets(rows)
         except IntegrityError:
             raise VaultConflict(
                 f"check-and-set failed writing {len(rows)} new secrets (cas=0): one of the "
@@ -219,6 +222,30 @@ class EmbeddedVault:
             },
         )
         return report
+
+
+_COLUMNS = ("path", "version", "ciphertext", "key_id", "created_at", "deleted")
+
+
+def _insert_secrets(rows: list[tuple[str, int, bytes, str, Any, bool]]) -> None:
+    """New rows: one COPY on PostgreSQL (bulk_create spends more time preparing each value
+    than the database spends storing it), bulk_create elsewhere."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        EncryptedSecret.objects.bulk_create(
+            EncryptedSecret(**dict(zip(_COLUMNS, row, strict=True))) for row in rows
+        )
+        return
+    table = EncryptedSecret._meta.db_table
+    statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def _lock_latest_version(path: str) -> int:
