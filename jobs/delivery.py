@@ -6,7 +6,10 @@ markers with the messages, so the sweeper can tell a message that is lost from o
 merely waiting in a long queue.
 """
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import redis
@@ -65,10 +68,45 @@ def where(task_ids: list[str]) -> dict[str, str | None] | None:
     }
 
 
+# While a batch is published (marked_together), the ids published so far: marked in one
+# round trip when the batch ends rather than one each.
+_batch: ContextVar[list[str] | None] = ContextVar("delivery_batch", default=None)
+
+
+@contextlib.contextmanager
+def marked_together() -> Iterator[None]:
+    """Mark the messages published inside as queued with one pipelined round trip at the end
+    (those published before a failure too)."""
+    published_ids: list[str] = []
+    token = _batch.set(published_ids)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        mark_queued(published_ids)
+
+
+def mark_queued(task_ids: list[str]) -> None:
+    client = tracked()
+    if client is None or not task_ids:
+        return
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.set(KEY_PREFIX + task_id, QUEUED, ex=settings.CELERY_VISIBILITY_TIMEOUT)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
+
+
 @after_task_publish.connect
 def published(sender: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> None:
     if sender == TASK and headers and headers.get("id"):
-        mark(str(headers["id"]), QUEUED)
+        batch = _batch.get()
+        if batch is None:
+            mark(str(headers["id"]), QUEUED)
+        else:
+            batch.append(str(headers["id"]))
 
 
 @task_received.connect

@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils import timezone
 
-from jobs import dependencies, lifecycle, registry, routing
+from jobs import delivery, dependencies, lifecycle, registry, routing
 from jobs.models import Job, JobStatus, JobType, Trigger
 from jobs.queries import JobFilters, list_job_ids
 from trail.services import record
@@ -270,7 +270,7 @@ def send_many(messages: list[tuple[int, str, int, str]]) -> None:
     from jobs.tasks import run_job
 
     try:
-        with run_job.app.producer_or_acquire() as producer:
+        with run_job.app.producer_or_acquire() as producer, delivery.marked_together():
             for job_id, task_id, retries, job_type in messages:
                 send(job_id, task_id=task_id, retries=retries, job_type=job_type, producer=producer)
     except Exception:

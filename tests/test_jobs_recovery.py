@@ -93,3 +93,17 @@ def test_no_worker_is_judged_dead_just_after_redis_lost_its_keys(broker) -> None
     settled_epoch(broker)
     assert workers.live_workers({"dead@host", "other@host"}) == {"other@host"}
     assert sweeper.recover_lost() == 1
+
+
+def test_a_batch_is_marked_queued_once_published(
+    broker, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = services.enqueue_many([services.JobRequest(JobType.REMEDIATION) for _ in range(3)])
+    task_ids = [str(job.celery_task_id) for job in jobs]
+    assert delivery.where(task_ids) == dict.fromkeys(task_ids, delivery.QUEUED)
+    settled_epoch(broker)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        dispatched_at=timezone.now() - timedelta(seconds=3600)
+    )
+    assert sweeper.sweep()["resent"] == 0  # waiting in the queue, not lost
