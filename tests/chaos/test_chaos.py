@@ -86,7 +86,8 @@ class Fleet:
         return self.workers[-1]
 
     def start_worker(self, *, name: str = "", wait: bool = True) -> CeleryProcess:
-        self.workers.append(CeleryProcess("worker", env=CHAOS_ENV, name=name).start(wait=wait))
+        worker = CeleryProcess("worker", env=CHAOS_ENV, name=name)
+        self.workers.append(worker.start() if wait else worker.launch())
         return self.worker
 
     def check_worker(self, worker: CeleryProcess) -> subprocess.CompletedProcess[str]:

@@ -58,8 +58,15 @@ class CeleryProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, wait: bool = True) -> "CeleryProcess":
-        """Start it; a worker is waited for until it is ready unless ``wait`` is False."""
+    def start(self) -> "CeleryProcess":
+        """Start it; a worker is waited for until it is ready."""
+        self.launch()
+        if self.kind == "worker":
+            self.wait_ready()
+        return self
+
+    def launch(self) -> "CeleryProcess":
+        """Start it without waiting for it to be ready."""
         celery = [sys.executable, "-m", "celery", "-A", "accesshive"]
         if self.kind == "worker":
             args = [
@@ -89,8 +96,6 @@ class CeleryProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if self.kind == "worker" and wait:
-            self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
