@@ -30,13 +30,22 @@ lint: $(STAMP)
 	DJANGO_SECRET_KEY=x $(BIN)/mypy .
 
 # pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code.
+# Then the chaos suite's short form (20 identities a fault, PostgreSQL stopped 12 s), whatever
+# pytest's outcome, so one run reports both; either failing fails make test, saying which.
+CHAOS_SHORT := CHAOS_IDENTITIES=20 CHAOS_PG_STOP_SECONDS=12
 test: lint
 	@rc=0; bash scripts/services.sh $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
-	exit $$rc
+	chaos=0; $(MAKE) --no-print-directory chaos $(CHAOS_SHORT) || chaos=$$?; \
+	if [ $$rc -ne 0 ]; then echo "make test: pytest FAILED (exit $$rc)" >&2; fi; \
+	if [ $$chaos -ne 0 ]; then \
+		echo "make test: the chaos suite's short form FAILED (exit $$chaos); figures in var/chaos/report.jsonl" >&2; \
+	fi; \
+	[ $$rc -eq 0 ] && [ $$chaos -eq 0 ]
 
 # Faults (kill -9, FLUSHALL, PostgreSQL restarts and a stop) against a PostgreSQL and a Redis
 # of its own under var/chaos, started here and stopped after; figures to var/chaos/report.jsonl.
+# The full form here; make test runs the short form ($(CHAOS_SHORT)).
 CHAOS_IDENTITIES ?= 200
 CHAOS_PG_STOP_SECONDS ?= 30
 CHAOS_DIR := $(CURDIR)/var/chaos

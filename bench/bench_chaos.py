@@ -89,7 +89,9 @@ def main() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         try:
-            shutil.copytree(ROOT / "tests" / "chaos", old / "tests" / "chaos")
+            shutil.copytree(ROOT / "tests" / "chaos", old / "tests" / "chaos", dirs_exist_ok=True)
+            # The suite restarts a worker under its name (CeleryProcess(name=...)).
+            shutil.copy(ROOT / "tests/integration/worker.py", old / "tests/integration/worker.py")
             rows = run(old, args.identities, measuring=True, give_up=args.give_up)
             table(f"before ({args.before})", rows, args.give_up)
         finally:

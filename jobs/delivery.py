@@ -1,9 +1,9 @@
 """Where each job message is, as far as the sweeper needs to know: a marker per message id in
-the broker's Redis, "queued" once published, the worker's name once a worker holds it, gone
-once its delivery has claimed the job (or found itself stale): never a moment when the job is
-still waiting and its marker already gone. A flush or a restart without persistence removes
-markers with the messages, so the sweeper can tell a message that is lost from one that is
-merely waiting in a long queue.
+the broker's Redis, "queued" once published, the worker's name and instance once a worker holds
+it (jobs.workers.holder), gone once its delivery has claimed the job (or found itself stale):
+never a moment when the job is still waiting and its marker already gone. A flush or a restart
+without persistence removes markers with the messages, so the sweeper can tell a message that is
+lost from one that is merely waiting in a long queue.
 """
 
 import contextlib
@@ -16,7 +16,7 @@ import redis
 from celery.signals import after_task_publish, task_received
 from django.conf import settings
 
-from jobs import shared_redis
+from jobs import shared_redis, workers
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def unmark(task_id: str) -> None:
 
 
 def where(task_ids: list[str]) -> dict[str, str | None] | None:
-    """Each message's marker ("queued", a worker's name, or None: not in the broker); None
-    when markers are not kept here."""
+    """Each message's marker ("queued", a worker instance's holder(), or None: not in the
+    broker); None when markers are not kept here."""
     client = tracked()
     if client is None:
         return None
@@ -112,7 +112,8 @@ def published(sender: str | None = None, headers: dict[str, Any] | None = None, 
 @task_received.connect
 def received(request: Any = None, **kw: Any) -> None:
     """In the worker's main process, when it takes a message (to run, or to hold until its
-    countdown ends)."""
+    countdown ends): marked with the worker's name and its instance (jobs.workers.holder),
+    so a message the worker held when it died is not taken for its restart's."""
     # request.name is the shown name (jobs.services.task_name); type is the task's own.
     if request is not None and request.type == TASK:
-        mark(str(request.id), str(request.hostname))
+        mark(str(request.id), workers.holder(str(request.hostname)))

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs import delivery, lifecycle, metrics, routing, services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
-from jobs.workers import live_workers
+from jobs.workers import holds, live_instances
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,13 @@ def lost_messages(overdue: list[tuple[int, str]]) -> tuple[list[int], int]:
     markers = delivery.where([task_id for _, task_id in overdue])
     if markers is None:
         return [job_id for job_id, _ in overdue], 0
-    holders = {w for w in markers.values() if w is not None and w != delivery.QUEUED}
-    alive = live_workers(holders) if holders else set()
+    held = {m for m in markers.values() if m is not None and m != delivery.QUEUED}
+    alive = live_instances({m.partition(" ")[0] for m in held}) if held else {}
     lost = [
         job_id
         for job_id, task_id in overdue
-        if markers[task_id] is None
-        or (
-            markers[task_id] != delivery.QUEUED
-            and alive is not None
-            and markers[task_id] not in alive
-        )
+        if (marker := markers[task_id]) is None
+        or (marker != delivery.QUEUED and alive is not None and not holds(alive, marker))
     ]
     return lost, len(overdue) - len(lost)
 
@@ -86,8 +82,9 @@ def resend(job_id: int, *, cutoff: object) -> bool:
 
 
 def recover_lost() -> int:
-    """Recover at once the running jobs whose attempt's worker stopped beating (jobs.workers'
-    keys in Redis): seconds after a worker dies, instead of its jobs' hard time limit later.
+    """Recover at once the running jobs whose attempt's worker stopped beating, or beats again
+    as a new instance (jobs.workers' keys in Redis): seconds after a worker dies, instead of
+    its jobs' hard time limit later.
 
     Still exactly once in effect: recover() moves only the attempt it saw, so a worker that
     was merely slow finds its attempt superseded and its result is not recorded.
@@ -98,7 +95,7 @@ def recover_lost() -> int:
     if not running:
         return 0
     attempts = [
-        (job_id, number, worker)
+        (job_id, number, worker, started)
         for job_id, number, worker, started in JobAttempt.objects.filter(
             job_id__in=running, outcome=AttemptOutcome.RUNNING
         ).values_list("job_id", "number", "worker", "started_at")
@@ -106,13 +103,15 @@ def recover_lost() -> int:
         and running.get(job_id) == number
         and started < timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER)
     ]
-    alive = live_workers({worker for _, _, worker in attempts})
+    alive = live_instances({worker for _, _, worker, _ in attempts})
     if alive is None:
         return 0
+    # A worker beating under the name, but started after the attempt, is a restart of the one
+    # that ran it (a supervisor keeps the name): the attempt's instance is dead.
     recovered = sum(
         recover(job_id, now=timezone.now(), grace=timedelta(0), dead_attempt=number)
-        for job_id, number, worker in attempts
-        if worker not in alive
+        for job_id, number, worker, started in attempts
+        if worker not in alive or started.timestamp() < alive[worker]
     )
     if recovered:
         log.warning("jobs.recover_lost", extra={"recovered": recovered})

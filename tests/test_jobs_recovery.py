@@ -1,7 +1,8 @@
 """The sweeper and the dead-worker check on the real PostgreSQL and Redis: a job whose message
 waits in the broker is not re-sent, one whose message is gone (or held by a dead worker) is;
 a running job whose worker stopped beating is recovered at once, one whose worker beats is not;
-and nobody is judged dead just after Redis lost its keys."""
+a worker restarted under its name does not vouch for what its dead instance held; and nobody
+is judged dead just after Redis lost its keys."""
 
 import time
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def broker(settings) -> Iterator["redis.Redis[bytes]"]:
+def broker(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator["redis.Redis[bytes]"]:
     require_services("postgres", "redis")
     settings.WORKER_LOST_AFTER = 15
+    # The workers this process announces started an hour ago, before any attempt of the tests.
+    monkeypatch.setattr(workers, "STARTED", time.time() - 3600)
     client = redis.Redis.from_url(TEST_REDIS_URL)
     client.flushdb()
     yield client
@@ -46,8 +49,8 @@ def test_only_jobs_whose_message_is_gone_are_resent(broker) -> None:
     settled_epoch(broker)
     workers.announce_alive("alive@host")
     queued = overdue(broker, delivery.QUEUED)
-    held_alive = overdue(broker, "alive@host")
-    held_dead = overdue(broker, "dead@host")
+    held_alive = overdue(broker, workers.holder("alive@host"))
+    held_dead = overdue(broker, workers.holder("dead@host"))
     flushed = overdue(broker, None)
 
     assert sweeper.sweep() == {"resent": 2, "recovered": 0, "waiting": 2}
@@ -82,6 +85,29 @@ def test_a_dead_workers_running_jobs_are_recovered_at_once(broker) -> None:
     assert [a.outcome for a in on_dead.attempts.all()] == [AttemptOutcome.LOST]
     assert Job.objects.get(pk=on_alive.pk).status == JobStatus.RUNNING
     assert Job.objects.get(pk=just_claimed.pk).status == JobStatus.RUNNING
+
+
+def test_a_worker_restarted_under_its_name_does_not_vouch_for_its_dead_instance(
+    broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9, then the supervisor starts the same container again: same name, new instance."""
+    settled_epoch(broker)
+    workers.announce_alive("worker@host")
+    ran_before = claim("worker@host", seconds_ago=120)
+    held_before = overdue(broker, workers.holder("worker@host"))
+
+    monkeypatch.setattr(workers, "STARTED", time.time() - 60)  # the restart, a minute ago
+    workers.announce_alive("worker@host")
+    ran_since = claim("worker@host", seconds_ago=20)
+    held_since = overdue(broker, workers.holder("worker@host"))
+
+    assert sweeper.recover_lost() == 1
+    assert Job.objects.get(pk=ran_before.pk).status == JobStatus.RETRYING
+    assert Job.objects.get(pk=ran_since.pk).status == JobStatus.RUNNING
+    assert sweeper.sweep() == {"resent": 1, "recovered": 0, "waiting": 1}
+    resent = set(Job.objects.filter(events__kind="resent").values_list("pk", flat=True))
+    assert held_before.pk in resent
+    assert held_since.pk not in resent
 
 
 def test_no_worker_is_judged_dead_just_after_redis_lost_its_keys(broker) -> None:

@@ -36,8 +36,11 @@ def database_url() -> str:
 
 
 class CeleryProcess:
-    def __init__(self, kind: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, kind: str, env: dict[str, str] | None = None, name: str = "") -> None:
         self.kind = kind
+        # The worker's node name; a restarted worker may take its predecessor's, as a
+        # supervisor restarting the same container does.
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}@%h"
         self.var_dir = tempfile.mkdtemp(prefix=f"accesshive-{kind}-")
         self.log_path = Path(self.var_dir) / f"{kind}.log"
         self.env = {
@@ -56,6 +59,14 @@ class CeleryProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "CeleryProcess":
+        """Start it; a worker is waited for until it is ready."""
+        self.launch()
+        if self.kind == "worker":
+            self.wait_ready()
+        return self
+
+    def launch(self) -> "CeleryProcess":
+        """Start it without waiting for it to be ready."""
         celery = [sys.executable, "-m", "celery", "-A", "accesshive"]
         if self.kind == "worker":
             args = [
@@ -68,7 +79,7 @@ class CeleryProcess:
                 "-I",
                 "tests.integration.handlers",
                 "-n",
-                f"test-{uuid.uuid4().hex[:8]}@%h",
+                self.name,
                 "-l",
                 "info",
                 "--without-mingle",
@@ -85,9 +96,10 @@ class CeleryProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if self.kind == "worker":
-            wait_for(lambda: b"ready." in self.log_path.read_bytes(), 30, "worker ready", self)
         return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_for(lambda: b"ready." in self.log_path.read_bytes(), timeout, "worker ready", self)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
