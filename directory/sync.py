@@ -729,7 +729,9 @@ def sync_groups_and_memberships(run: SyncRun, source: IdentitySource) -> None:
         )
         analyze(G)
         # ON CONFLICT, not NOT EXISTS on the table being filled: PostgreSQL would re-scan
-        # the pages this very statement writes, once per row (quadratic).
+        # the pages this very statement writes, once per row (quadratic). In user order, two
+        # of the table's three secondary indexes fill from one end (a quarter faster at
+        # 250,000 memberships).
         cursor.execute(
             f"""
             WITH p AS ({staged_pairs})
@@ -737,7 +739,7 @@ def sync_groups_and_memberships(run: SyncRun, source: IdentitySource) -> None:
             SELECT %s, g.id, u.id FROM p
             JOIN {U} u ON u.source_id = %s AND u.external_id = p.uxid
             JOIN {G} g ON g.source_id = %s AND g.external_id = p.gxid
-            WHERE TRUE
+            ORDER BY u.id, g.id
             ON CONFLICT (group_id, user_id) DO NOTHING
             """,  # noqa: S608
             [run.pk, source.pk, source.pk, source.pk],
