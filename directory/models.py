@@ -168,9 +168,10 @@ class StagedUser(models.Model):
 
     Staging is scratch, written as cheaply as the database allows: the tables are UNLOGGED
     on PostgreSQL (migration 0004; their rows never outlive a run, so writing them to the WAL
-    too bought nothing), the run column has no foreign-key constraint (one check per staged
-    row at each commit; drop_staging and the ORM's cascade remove the rows) and no index of
-    its own where a (run, ...) index leads with it.
+    too bought nothing); the run column has no foreign-key constraint (a check per staged row
+    at each commit; drop_staging and the ORM's cascade remove the rows); and the only indexes
+    are the ones that keep an id to one row per run: the comparison joins staging by hash
+    (after ANALYZE), and every index costs a write per staged row.
     """
 
     run = models.ForeignKey(
@@ -194,7 +195,6 @@ class StagedUser(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "external_id"], name="directory_staged_user")
         ]
-        indexes = [models.Index(fields=["run", "ref"], name="directory_staged_user_ref")]
 
     def __str__(self) -> str:
         return self.username
@@ -213,7 +213,6 @@ class StagedGroup(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "external_id"], name="directory_staged_group")
         ]
-        indexes = [models.Index(fields=["run", "ref"], name="directory_staged_group_ref")]
 
     def __str__(self) -> str:
         return self.name
@@ -227,9 +226,6 @@ class StagedMembership(models.Model):
     )
     group_ref = models.CharField(max_length=1000)
     user_ref = models.CharField(max_length=1000)
-
-    class Meta:
-        indexes = [models.Index(fields=["run"], name="directory_staged_membership")]
 
     def __str__(self) -> str:
         return f"{self.user_ref} in {self.group_ref}"
