@@ -164,9 +164,19 @@ class SyncRun(models.Model):
 
 
 class StagedUser(models.Model):
-    """A user as the running sync read it; compared with the snapshot, then dropped."""
+    """A user as the running sync read it; compared with the snapshot, then dropped.
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
+    Staging is scratch, written as cheaply as the database allows: the tables are UNLOGGED
+    on PostgreSQL (migration 0004; their rows never outlive a run, so writing them to the WAL
+    too bought nothing); the run column has no foreign-key constraint (a check per staged row
+    at each commit; drop_staging and the ORM's cascade remove the rows); and the only indexes
+    are the ones that keep an id to one row per run: the comparison joins staging by hash
+    (after ANALYZE), and every index costs a write per staged row.
+    """
+
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     external_id = models.CharField(max_length=255)
     # What memberships and managers point at: the id (Google) or the normalised DN (LDAP).
     ref = models.CharField(max_length=1000)
@@ -185,14 +195,15 @@ class StagedUser(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "external_id"], name="directory_staged_user")
         ]
-        indexes = [models.Index(fields=["run", "ref"], name="directory_staged_user_ref")]
 
     def __str__(self) -> str:
         return self.username
 
 
 class StagedGroup(models.Model):
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     external_id = models.CharField(max_length=255)
     ref = models.CharField(max_length=1000)
     name = models.CharField(max_length=300)
@@ -202,7 +213,6 @@ class StagedGroup(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "external_id"], name="directory_staged_group")
         ]
-        indexes = [models.Index(fields=["run", "ref"], name="directory_staged_group_ref")]
 
     def __str__(self) -> str:
         return self.name
@@ -211,12 +221,11 @@ class StagedGroup(models.Model):
 class StagedMembership(models.Model):
     """A (group, user) pair by their refs, as read; resolved to ids by a join."""
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     group_ref = models.CharField(max_length=1000)
     user_ref = models.CharField(max_length=1000)
-
-    class Meta:
-        indexes = [models.Index(fields=["run"], name="directory_staged_membership")]
 
     def __str__(self) -> str:
         return f"{self.user_ref} in {self.group_ref}"
@@ -225,7 +234,10 @@ class StagedMembership(models.Model):
 class DirectoryUser(models.Model):
     """A user of a source as of its last committed sync, keyed by the source's immutable id."""
 
-    source = models.ForeignKey(IdentitySource, on_delete=models.CASCADE, related_name="users")
+    # No index of its own: the (source, external_id) constraint's leads with it.
+    source = models.ForeignKey(
+        IdentitySource, on_delete=models.CASCADE, related_name="users", db_index=False
+    )
     external_id = models.CharField(max_length=255)
     ref = models.CharField(max_length=1000)
     username = models.CharField(max_length=320)
@@ -267,7 +279,9 @@ class DirectoryUser(models.Model):
 
 
 class DirectoryGroup(models.Model):
-    source = models.ForeignKey(IdentitySource, on_delete=models.CASCADE, related_name="groups")
+    source = models.ForeignKey(
+        IdentitySource, on_delete=models.CASCADE, related_name="groups", db_index=False
+    )
     external_id = models.CharField(max_length=255)
     ref = models.CharField(max_length=1000)
     name = models.CharField(max_length=300)
@@ -284,8 +298,14 @@ class DirectoryGroup(models.Model):
 
 
 class DirectoryMembership(models.Model):
-    source = models.ForeignKey(IdentitySource, on_delete=models.CASCADE, related_name="+")
-    group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE, related_name="memberships")
+    # source and group have no index of their own: (source, user) and (group, user) lead with
+    # them, and a first sync writes each index once per membership.
+    source = models.ForeignKey(
+        IdentitySource, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    group = models.ForeignKey(
+        DirectoryGroup, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     user = models.ForeignKey(DirectoryUser, on_delete=models.CASCADE, related_name="memberships")
 
     class Meta:
