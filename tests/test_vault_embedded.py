@@ -334,6 +334,8 @@ def test_no_key_configured_is_a_configuration_error(use_keys):
         ("bad:!!!notbase64!!!", "'bad' is not valid base64"),
         (f"short:{base64.b64encode(b'k' * 16).decode()}", "'short' is 16 bytes; AES-256 needs 32"),
         (f"bad id:{key_material(KEY_A)}", "must be 1 to 64 letters"),
+        (f":{key_material(KEY_A)}", "must be 1 to 64 letters"),
+        (f"{'k' * 65}:{key_material(KEY_A)}", "must be 1 to 64 letters"),
     ],
 )
 def test_malformed_keys_are_reported_without_their_material(use_keys, line, expected):
@@ -341,6 +343,13 @@ def test_malformed_keys_are_reported_without_their_material(use_keys, line, expe
         use_keys(line)
     material = line.partition(":")[2]
     assert not material or material not in str(excinfo.value)
+
+
+def test_a_key_id_of_64_characters_is_accepted(use_keys):
+    key_id = "k" * 63 + "-"
+    vault = use_keys(f"{key_id}:{key_material(KEY_A)}")
+    vault.write(PATH, {FIELD: SECRET})
+    assert raw_rows()[0][2] == key_id
 
 
 def test_duplicate_key_ids_are_refused(use_keys):
