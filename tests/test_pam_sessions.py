@@ -367,6 +367,26 @@ def test_expired_sessions_are_checked_in_by_the_beat(managed, external, holder, 
     assert Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count() == 1
 
 
+def test_a_run_fills_its_batch_with_open_sessions_only(
+    managed, external, holder, other, monkeypatch
+) -> None:
+    # A session checked in long ago expires first, but is no longer open: it must not take
+    # a place in the batch (with many of them, open ones would never be reached).
+    checked_in = services.check_out(external, actor=holder, reason="done", minutes=1)
+    services.check_in(checked_in, actor=holder)
+    first = services.check_out(external, actor=holder, reason="first", minutes=5)
+    second = services.check_out(managed, actor=other, reason="second", minutes=10)
+    monkeypatch.setattr(services, "EXPIRE_BATCH", 2)
+
+    assert services.expire_sessions(timezone.now() + timedelta(hours=1)) == 2
+
+    for session in (first, second):
+        session.refresh_from_db()
+        assert session.end_reason == EndReason.EXPIRED
+    checked_in.refresh_from_db()
+    assert checked_in.end_reason == EndReason.CHECKED_IN
+
+
 def test_the_beat_task_runs_the_expiry(external, holder) -> None:
     session = services.check_out(external, actor=holder, reason="audit", minutes=1)
     AccessSession.objects.filter(pk=session.pk).update(
