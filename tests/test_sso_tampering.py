@@ -86,6 +86,11 @@ def _signed_inside_evil_subject(root: Any, signed: Any, evil: Any) -> None:
     evil.find("saml:Subject", NS).append(signed)
 
 
+def _signed_id_copied_onto_the_status(root: Any, signed: Any, evil: Any) -> None:
+    # No second assertion: the schema check fails before any check of the signature.
+    root.find("samlp:Status", NS).set("ID", signed.get("ID"))
+
+
 WRAPPINGS = [
     pytest.param(_evil_first, id="unsigned-assertion-before-the-signed-one"),
     pytest.param(_evil_last, id="unsigned-assertion-after-the-signed-one"),
@@ -93,6 +98,7 @@ WRAPPINGS = [
     pytest.param(_signed_in_extensions, id="signed-moved-into-extensions"),
     pytest.param(_signed_in_advice, id="signed-moved-into-advice"),
     pytest.param(_signed_inside_evil_subject, id="signed-nested-in-the-forgery"),
+    pytest.param(_signed_id_copied_onto_the_status, id="signed-id-copied-onto-the-status"),
 ]
 
 
