@@ -459,6 +459,12 @@ def test_bad_arguments_fail_before_touching_the_database(vault):
     with pytest.raises(ValueError, match="version is a whole number"):
         vault.read(PATH, version=0)
     assert raw_rows() == []
+    vault.write(PATH, {FIELD: SECRET})
+    # Refused, not quietly matching no version while the caller believes it deleted one.
+    for version in (0, True, "1"):
+        with pytest.raises(ValueError, match="version is a whole number"):
+            vault.delete(PATH, version=version)  # type: ignore[arg-type]
+    assert vault.read(PATH) == {FIELD: SECRET}
 
 
 def test_error_classes_sort_into_transient_and_permanent():
