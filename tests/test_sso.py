@@ -244,9 +244,7 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("options", "reason", "code"), REFUSALS)
-def test_a_response_that_fails_a_check_is_refused(
-    client, idp, sso, caplog, options, reason, code
-):
+def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, options, reason, code):
     request_id, relay_state = start_login(client)
     encoded = mint(idp, "carol@example.com", in_response_to=request_id, **options())
 
