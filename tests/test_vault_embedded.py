@@ -463,7 +463,7 @@ def test_bad_arguments_fail_before_touching_the_database(vault):
     # Refused, not quietly matching no version while the caller believes it deleted one.
     for version in (0, True, "1"):
         with pytest.raises(ValueError, match="version is a whole number"):
-            vault.delete(PATH, version=version)  # type: ignore[arg-type]
+            vault.delete(PATH, version=version)
     assert vault.read(PATH) == {FIELD: SECRET}
 
 
