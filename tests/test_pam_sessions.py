@@ -335,6 +335,31 @@ def test_external_check_in_marks_rotation_due_and_makes_no_job(external, holder)
     assert state.rotation_due_session_id == second.pk
 
 
+def test_a_check_in_starts_its_own_credentials_rotation_not_anothers(
+    managed, platform, holder, other
+) -> None:
+    another = factories.make_identity(
+        platform=platform,
+        identity_type=IdentityType.SHARED_CREDENTIAL_MANAGED,
+        login="shared-db@example.com",
+        gws_user_id="100000000000000000002",
+    )
+    get_vault().write(another.password_path, {"password": MANAGED_PASSWORD}, cas=0)
+    theirs = services.check_in(
+        services.check_out(another, actor=other, reason="db"), actor=other
+    ).rotation_job
+    assert theirs is not None  # pending: no worker runs it here
+
+    ours = services.check_in(
+        services.check_out(managed, actor=holder, reason="ops"), actor=holder
+    ).rotation_job
+
+    assert ours is not None
+    assert ours.pk != theirs.pk
+    assert ours.subject_id == str(managed.pk)
+    assert Job.objects.get(pk=theirs.pk).subject_id == str(another.pk)
+
+
 # --- expiry ---------------------------------------------------------------------------------
 
 
