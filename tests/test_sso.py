@@ -235,6 +235,12 @@ REFUSALS = [
         id="expired-a-minute-ago",
     ),
     pytest.param(
+        lambda: {"status": "urn:oasis:names:tc:SAML:2.0:status:Responder"},
+        "the identity provider did not sign the person in (status Responder)",
+        "idp_refused",
+        id="idp-said-no",
+    ),
+    pytest.param(
         lambda: {"issuer": "https://impostor.example/idp"},
         "another identity provider than the one configured",
         "wrong_issuer",

@@ -130,11 +130,21 @@ def test_faulty_and_unreadable_responses_are_not_tampering(client, idp):
     expired = mint(idp, ATTACKER, in_response_to=request_id, audience="https://other.example/")
     post_response(client, expired, relay_state)
     post_response(client, "not base64 at all!", relay_state)
+    # Outside the schema, but one assertion and no ID twice: a faulty IdP, not a forgery.
+    request_id, relay_state = begin(client)
+    off_schema = mint(
+        idp,
+        ATTACKER,
+        in_response_to=request_id,
+        tamper=lambda xml: xml.replace("<samlp:Status>", '<samlp:Status Extra="1">'),
+    )
+    post_response(client, off_schema, relay_state)
 
     actions = list(
         TrailEntry.objects.filter(action__startswith="user.").values_list("action", "detail__code")
     )
     assert actions == [
         ("user.sign_in_refused", "wrong_audience"),
+        ("user.sign_in_refused", "malformed"),
         ("user.sign_in_refused", "malformed"),
     ]
