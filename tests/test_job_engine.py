@@ -207,9 +207,14 @@ def test_a_timed_out_last_attempt_fails_the_job_with_its_message_and_no_next_att
         "PermanentError",
         "Took too long",
     )
+    assert "PermanentError: stuck" in job.error_traceback
     attempt.refresh_from_db()
     assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.TIMED_OUT, "Took too long")
     assert (attempt.next_attempt_at, attempt.finished_at is not None) == (None, True)
+
+
+def test_an_error_without_a_message_is_shown_by_its_class() -> None:
+    assert lifecycle.error_fields(TimeoutError())["error_message"] == "TimeoutError"
 
 
 def test_a_retried_attempt_shows_the_same_next_attempt_as_its_job() -> None:
