@@ -145,6 +145,8 @@ def test_delete_is_soft(vault):
         vault.read(PATH, version=1)
     assert vault.write(PATH, {"password": "three"}, cas=2).version == 3
     vault.delete("never/written")  # as in Vault: not an error
+    with pytest.raises(ValueError, match="version is a whole number"):
+        vault.delete(PATH, version=0)  # refused here, not sent to the server
 
 
 def test_versions_past_delete_version_after_read_as_deleted(vault, openbao, prefix):
