@@ -337,6 +337,8 @@ def test_no_key_configured_is_a_configuration_error(use_keys):
         (f":{key_material(KEY_A)}", "must be 1 to 64 letters"),
         (f"{'k' * 65}:{key_material(KEY_A)}", "must be 1 to 64 letters"),
     ],
+    # Fixed ids: the key material is new in every process, and mutmut names tests by id.
+    ids=["no-colon", "not-base64", "short", "bad-id", "empty-id", "id-too-long"],
 )
 def test_malformed_keys_are_reported_without_their_material(use_keys, line, expected):
     with pytest.raises(ImproperlyConfigured, match=expected) as excinfo:
