@@ -313,7 +313,9 @@ def test_permanent_error_leaves_the_current_version_and_says_what_to_do(
     assert message.startswith("Could not rotate the password of shared-ops@example.com: ")
     assert "403 Not Authorized to access this resource/api" in message
     assert f"the vault's current password (vault:{identity.password_path}#1)" in message
-    assert "still works" in message
+    # The admin learns that the password someone saw in a session is still the live one.
+    session = job.params["session_id"]
+    assert f"which the holder of session #{session} could reveal, still works" in message
     assert "domain-wide delegation" in message
     assert "then retry this job" in message
     assert "reset it by hand in the Google Admin console" in message

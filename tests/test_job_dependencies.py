@@ -147,6 +147,7 @@ def test_a_waiting_job_can_be_cancelled(sent, admin_user) -> None:
     second.refresh_from_db()
     assert second.status == JobStatus.FAILED
     assert second.error_class == "Cancelled"  # a cancel is not undone by the prerequisite
+    assert second.waiting_reason == ""  # the page no longer says it waits for #first
 
 
 def test_the_dashboard_says_what_a_job_waits_for(client: Client, sent) -> None:

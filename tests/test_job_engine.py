@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from accesshive.celery import app
 from jobs import lifecycle, registry, routing, services, sweeper
-from jobs.errors import TransientError
-from jobs.models import Job, JobEvent, JobStatus, JobStatusCount, JobType
+from jobs.errors import PermanentError, TransientError
+from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus, JobStatusCount, JobType
 from jobs.tasks import run_job
 from tests.inline import deliver
 
@@ -190,6 +190,60 @@ def test_a_job_within_its_hard_limit_and_grace_is_left_running(sent: list[int]) 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert job.attempts.get().outcome == "running"
+
+
+def test_a_timed_out_last_attempt_fails_the_job_with_its_message_and_no_next_attempt() -> None:
+    job = running(started_seconds_ago=1)
+    attempt = job.attempts.get()
+
+    assert lifecycle.fail_attempt(
+        attempt, PermanentError("stuck"), will_retry=False, timed_out=True, message="Took too long"
+    )
+
+    job.refresh_from_db()
+    assert (job.status, job.retries, job.next_attempt_at) == (JobStatus.FAILED, 0, None)
+    assert job.completed_at is not None
+    assert (job.error_class.rsplit(".", 1)[-1], job.error_message) == (
+        "PermanentError",
+        "Took too long",
+    )
+    assert "PermanentError: stuck" in job.error_traceback
+    attempt.refresh_from_db()
+    assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.TIMED_OUT, "Took too long")
+    assert (attempt.next_attempt_at, attempt.finished_at is not None) == (None, True)
+
+
+def test_an_error_without_a_message_is_shown_by_its_class() -> None:
+    assert lifecycle.error_fields(TimeoutError())["error_message"] == "TimeoutError"
+
+
+def test_a_retried_attempt_shows_the_same_next_attempt_as_its_job() -> None:
+    job = running(started_seconds_ago=1)
+    attempt = job.attempts.get()
+
+    assert lifecycle.fail_attempt(attempt, TransientError("503"), will_retry=True)
+
+    job.refresh_from_db()
+    attempt.refresh_from_db()
+    assert (job.status, job.retries, job.completed_at) == (JobStatus.RETRYING, 1, None)
+    assert job.next_attempt_at is not None
+    assert attempt.next_attempt_at == job.next_attempt_at
+    assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.FAILED, "503")
+
+
+def test_a_late_failure_of_a_recovered_attempt_changes_nothing(sent: list[int]) -> None:
+    job = running(started_seconds_ago=LONG_PAST)
+    attempt = job.attempts.get()
+    assert sweeper.sweep()["recovered"] == 1
+    job.refresh_from_db()
+    recovered = (job.status, job.retries, job.next_attempt_at, job.error_message)
+
+    # The worker was not dead after all: its failure arrives after the recovery.
+    assert not lifecycle.fail_attempt(attempt, TransientError("503"), will_retry=True)
+
+    job.refresh_from_db()
+    assert (job.status, job.retries, job.next_attempt_at, job.error_message) == recovered
+    assert job.attempts.get().outcome == AttemptOutcome.LOST
 
 
 def test_the_worker_is_configured_not_to_lose_jobs() -> None:

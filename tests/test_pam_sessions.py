@@ -335,6 +335,31 @@ def test_external_check_in_marks_rotation_due_and_makes_no_job(external, holder)
     assert state.rotation_due_session_id == second.pk
 
 
+def test_a_check_in_starts_its_own_credentials_rotation_not_anothers(
+    managed, platform, holder, other
+) -> None:
+    another = factories.make_identity(
+        platform=platform,
+        identity_type=IdentityType.SHARED_CREDENTIAL_MANAGED,
+        login="shared-db@example.com",
+        gws_user_id="100000000000000000002",
+    )
+    get_vault().write(another.password_path, {"password": MANAGED_PASSWORD}, cas=0)
+    theirs = services.check_in(
+        services.check_out(another, actor=other, reason="db"), actor=other
+    ).rotation_job
+    assert theirs is not None  # pending: no worker runs it here
+
+    ours = services.check_in(
+        services.check_out(managed, actor=holder, reason="ops"), actor=holder
+    ).rotation_job
+
+    assert ours is not None
+    assert ours.pk != theirs.pk
+    assert ours.subject_id == str(managed.pk)
+    assert Job.objects.get(pk=theirs.pk).subject_id == str(another.pk)
+
+
 # --- expiry ---------------------------------------------------------------------------------
 
 
@@ -365,6 +390,26 @@ def test_expired_sessions_are_checked_in_by_the_beat(managed, external, holder, 
     # Nothing left to do: a second run changes nothing.
     assert services.expire_sessions(later + timedelta(hours=2)) == 0
     assert Job.objects.filter(job_type=JobType.CREDENTIAL_ROTATION).count() == 1
+
+
+def test_a_run_fills_its_batch_with_open_sessions_only(
+    managed, external, holder, other, monkeypatch
+) -> None:
+    # A session checked in long ago expires first, but is no longer open: it must not take
+    # a place in the batch (with many of them, open ones would never be reached).
+    checked_in = services.check_out(external, actor=holder, reason="done", minutes=1)
+    services.check_in(checked_in, actor=holder)
+    first = services.check_out(external, actor=holder, reason="first", minutes=5)
+    second = services.check_out(managed, actor=other, reason="second", minutes=10)
+    monkeypatch.setattr(services, "EXPIRE_BATCH", 2)
+
+    assert services.expire_sessions(timezone.now() + timedelta(hours=1)) == 2
+
+    for session in (first, second):
+        session.refresh_from_db()
+        assert session.end_reason == EndReason.EXPIRED
+    checked_in.refresh_from_db()
+    assert checked_in.end_reason == EndReason.CHECKED_IN
 
 
 def test_the_beat_task_runs_the_expiry(external, holder) -> None:

@@ -18,6 +18,8 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[impo
 from accounts.models import UserRole
 from accounts.services import role_of
 from sandbox.saml_idp import (
+    EMAIL_FORMAT,
+    NS_SAML,
     AuthnRequest,
     SamlIdpSandbox,
     SandboxUser,
@@ -177,54 +179,78 @@ def _past(minutes: int) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
 
 
+# (options, the reason shown, the code the trail records for it: what an audit filters on)
 REFUSALS = [
     pytest.param(
         lambda: {"signing_key": saml_support.other_key()},
         "signature did not verify",
+        "bad_signature",
         id="signed-by-another-key",
     ),
     pytest.param(
         lambda: {"tamper": lambda xml: xml.replace("accesshive-viewers", "accesshive-admins")},
         "signature did not verify",
+        "bad_signature",
         id="tampered-after-signing",
     ),
-    pytest.param(lambda: {"sign_assertion": False}, "assertion was not signed", id="unsigned"),
+    pytest.param(
+        lambda: {"sign_assertion": False}, "assertion was not signed", "unsigned", id="unsigned"
+    ),
     pytest.param(
         lambda: {"sign_assertion": False, "sign_response": True},
         "assertion was not signed",
+        "unsigned",
         id="unsigned-assertion-in-signed-response",
     ),
     pytest.param(
         lambda: {"audience": "https://other.example/saml"},
         "meant for another service (audience)",
+        "wrong_audience",
         id="wrong-audience",
     ),
     pytest.param(
         lambda: {"recipient": "https://other.example/acs"},
         "(recipient)",
+        "wrong_recipient",
         id="wrong-recipient",
     ),
     pytest.param(
         lambda: {"destination": "https://other.example/acs"},
         "(destination)",
+        "wrong_destination",
         id="wrong-destination",
     ),
     pytest.param(
         # Past NotOnOrAfter by more than the 5 minutes of clock drift the toolkit allows.
         lambda: {"issue_instant": _past(20), "not_on_or_after": _past(10)},
         "the assertion has expired",
+        "expired",
         id="expired",
+    ),
+    pytest.param(
+        # Within the drift allowed on Conditions, but the bearer confirmation has none.
+        lambda: {"issue_instant": _past(3), "not_on_or_after": _past(1)},
+        "the assertion has expired",
+        "expired",
+        id="expired-a-minute-ago",
+    ),
+    pytest.param(
+        lambda: {"status": "urn:oasis:names:tc:SAML:2.0:status:Responder"},
+        "the identity provider did not sign the person in (status Responder)",
+        "idp_refused",
+        id="idp-said-no",
     ),
     pytest.param(
         lambda: {"issuer": "https://impostor.example/idp"},
         "another identity provider than the one configured",
+        "wrong_issuer",
         id="wrong-issuer",
     ),
 ]
 
 
-@pytest.mark.parametrize(("options", "reason"), REFUSALS)
-def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, options, reason):
+@pytest.mark.parametrize(("options", "reason", "code"), REFUSALS)
+def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, options, reason, code):
     request_id, relay_state = start_login(client)
     encoded = mint(idp, "carol@example.com", in_response_to=request_id, **options())
 
@@ -241,6 +267,7 @@ def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, opti
     assert not UsedAssertion.objects.exists()
     refused = TrailEntry.objects.get(action="user.sign_in_refused")
     assert reason in refused.detail["reason"]
+    assert refused.detail["code"] == code
     assert (refused.source, refused.actor) == ("sso", None)
     assert any(
         record.getMessage() == "sso.signin.refused" and record.reason == refused.detail["code"]
@@ -441,7 +468,9 @@ def test_signing_out_ends_the_session_here_and_at_the_idp(client, idp, sso):
     assert response["Location"].startswith(idp.slo_url + "?")
     assert signed_in_user(client) is None
     request = decode_redirect_message(redirect_query(response["Location"])["SAMLRequest"])
-    assert ">alice@example.com</saml:NameID>" in request
+    # The NameID as the IdP issued it, format included: how the IdP finds the session.
+    name_id = etree.fromstring(request.encode()).find(f"{{{NS_SAML}}}NameID")
+    assert (name_id.text, name_id.get("Format")) == ("alice@example.com", EMAIL_FORMAT)
     assert idp.sessions()[0].session_index in request
 
     reply = idp.handle("GET", response["Location"].removeprefix(idp.base_url[:-1]), {})

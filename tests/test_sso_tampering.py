@@ -86,6 +86,11 @@ def _signed_inside_evil_subject(root: Any, signed: Any, evil: Any) -> None:
     evil.find("saml:Subject", NS).append(signed)
 
 
+def _signed_id_copied_onto_the_status(root: Any, signed: Any, evil: Any) -> None:
+    # No second assertion: the schema check fails before any check of the signature.
+    root.find("samlp:Status", NS).set("ID", signed.get("ID"))
+
+
 WRAPPINGS = [
     pytest.param(_evil_first, id="unsigned-assertion-before-the-signed-one"),
     pytest.param(_evil_last, id="unsigned-assertion-after-the-signed-one"),
@@ -93,6 +98,7 @@ WRAPPINGS = [
     pytest.param(_signed_in_extensions, id="signed-moved-into-extensions"),
     pytest.param(_signed_in_advice, id="signed-moved-into-advice"),
     pytest.param(_signed_inside_evil_subject, id="signed-nested-in-the-forgery"),
+    pytest.param(_signed_id_copied_onto_the_status, id="signed-id-copied-onto-the-status"),
 ]
 
 
@@ -124,11 +130,21 @@ def test_faulty_and_unreadable_responses_are_not_tampering(client, idp):
     expired = mint(idp, ATTACKER, in_response_to=request_id, audience="https://other.example/")
     post_response(client, expired, relay_state)
     post_response(client, "not base64 at all!", relay_state)
+    # Outside the schema, but one assertion and no ID twice: a faulty IdP, not a forgery.
+    request_id, relay_state = begin(client)
+    off_schema = mint(
+        idp,
+        ATTACKER,
+        in_response_to=request_id,
+        tamper=lambda xml: xml.replace("<samlp:Status>", '<samlp:Status Extra="1">'),
+    )
+    post_response(client, off_schema, relay_state)
 
     actions = list(
         TrailEntry.objects.filter(action__startswith="user.").values_list("action", "detail__code")
     )
     assert actions == [
         ("user.sign_in_refused", "wrong_audience"),
+        ("user.sign_in_refused", "malformed"),
         ("user.sign_in_refused", "malformed"),
     ]

@@ -334,13 +334,24 @@ def test_no_key_configured_is_a_configuration_error(use_keys):
         ("bad:!!!notbase64!!!", "'bad' is not valid base64"),
         (f"short:{base64.b64encode(b'k' * 16).decode()}", "'short' is 16 bytes; AES-256 needs 32"),
         (f"bad id:{key_material(KEY_A)}", "must be 1 to 64 letters"),
+        (f":{key_material(KEY_A)}", "must be 1 to 64 letters"),
+        (f"{'k' * 65}:{key_material(KEY_A)}", "must be 1 to 64 letters"),
     ],
+    # Fixed ids: the key material is new in every process, and mutmut names tests by id.
+    ids=["no-colon", "not-base64", "short", "bad-id", "empty-id", "id-too-long"],
 )
 def test_malformed_keys_are_reported_without_their_material(use_keys, line, expected):
     with pytest.raises(ImproperlyConfigured, match=expected) as excinfo:
         use_keys(line)
     material = line.partition(":")[2]
     assert not material or material not in str(excinfo.value)
+
+
+def test_a_key_id_of_64_characters_is_accepted(use_keys):
+    key_id = "k" * 63 + "-"
+    vault = use_keys(f"{key_id}:{key_material(KEY_A)}")
+    vault.write(PATH, {FIELD: SECRET})
+    assert raw_rows()[0][2] == key_id
 
 
 def test_duplicate_key_ids_are_refused(use_keys):
@@ -450,6 +461,12 @@ def test_bad_arguments_fail_before_touching_the_database(vault):
     with pytest.raises(ValueError, match="version is a whole number"):
         vault.read(PATH, version=0)
     assert raw_rows() == []
+    vault.write(PATH, {FIELD: SECRET})
+    # Refused, not quietly matching no version while the caller believes it deleted one.
+    for version in (0, True, "1"):
+        with pytest.raises(ValueError, match="version is a whole number"):
+            vault.delete(PATH, version=version)
+    assert vault.read(PATH) == {FIELD: SECRET}
 
 
 def test_error_classes_sort_into_transient_and_permanent():

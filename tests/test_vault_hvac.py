@@ -145,6 +145,8 @@ def test_delete_is_soft(vault):
         vault.read(PATH, version=1)
     assert vault.write(PATH, {"password": "three"}, cas=2).version == 3
     vault.delete("never/written")  # as in Vault: not an error
+    with pytest.raises(ValueError, match="version is a whole number"):
+        vault.delete(PATH, version=0)  # refused here, not sent to the server
 
 
 def test_versions_past_delete_version_after_read_as_deleted(vault, openbao, prefix):
@@ -389,3 +391,29 @@ def test_write_new_writes_each_path_once_with_check_and_set(vault):
     with pytest.raises(VaultConflict):
         vault.write_new({"imports/a": {"api_key": "again"}})
     assert vault.read("imports/a") == {"api_key": "k-a"}
+
+
+def test_every_call_on_a_non_default_mount_stays_on_that_mount(vault_settings, openbao, prefix):
+    # The same path on the default mount is another secret: nothing done on kv-cas touches it.
+    on_default = get_vault()
+    on_default.write(PATH, {"password": "default mount"})
+    vault_settings.VAULT_MOUNT = CAS_MOUNT
+    vault = get_vault()
+    vault.write(PATH, {"password": "one"})
+    vault.write(PATH, {"password": "two"})
+    assert vault.read(PATH, version=1) == {"password": "one"}
+    assert [v.version for v in vault.list_versions(PATH)] == [1, 2]
+
+    vault.delete(PATH)
+    vault.delete(PATH, version=1)
+
+    kv = openbao.client().secrets.kv.v2
+    versions = kv.read_secret_metadata(path=f"{prefix}/{PATH}", mount_point=CAS_MOUNT)
+    assert all(info["deletion_time"] for info in versions["data"]["versions"].values())
+    with pytest.raises(SecretNotFound):
+        vault.read(PATH)
+    with pytest.raises(SecretNotFound):
+        vault.read(PATH, version=1)
+    assert [(v.version, v.deleted) for v in vault.list_versions(PATH)] == [(1, True), (2, True)]
+    assert on_default.read(PATH) == {"password": "default mount"}
+    assert on_default.current_version(PATH) == 1
