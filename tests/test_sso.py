@@ -542,6 +542,16 @@ def test_an_unsigned_logout_request_needs_this_sessions_index(client, idp, sso):
     assert signed_in_user(client) is None
 
 
+def test_a_signed_logout_request_needs_no_session_index(client, idp, sso):
+    """An IdP that signs its LogoutRequest but keeps no SessionIndex still signs people out:
+    the signature, checked against the IdP's certificate, is the proof."""
+    sign_in(client, idp, "alice@example.com")
+    signed = idp.logout_request_url("alice@example.com", SP_ENTITY_ID, with_session_index=False)
+
+    assert client.get(signed.removeprefix(SERVER)).status_code == 302
+    assert signed_in_user(client) is None
+
+
 def test_a_logout_response_this_browser_did_not_ask_for_is_refused(client, idp, sso):
     sign_in(client, idp, "alice@example.com")
     other = Client()
