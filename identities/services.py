@@ -8,6 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accesshive.bulk import copy_rows
 from identities.models import (
     CREDENTIALS_ONLY_TYPES,
     Identity,
@@ -192,21 +193,14 @@ def next_ids(count: int) -> list[int]:
 
 
 def copy_identities(identities: list[Identity]) -> None:
-    """Insert new rows, ids included, with one COPY (PostgreSQL): bulk_create spends more
-    time preparing each value than the database spends storing it."""
+    """Insert new rows, ids included, with one COPY (PostgreSQL)."""
     fields = Identity._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     names = [field.attname for field in fields]
-    table = connection.ops.quote_name(Identity._meta.db_table)
-    statement = f"COPY {table} ({columns}) FROM STDIN"
-    with (
-        connection.wrap_database_errors,
-        connection.cursor() as cursor,
-        cursor.cursor.copy(statement) as copy,
-    ):
-        for identity in identities:
-            values = identity.__dict__
-            copy.write_row([values[name] for name in names])
+    copy_rows(
+        Identity._meta.db_table,
+        [str(field.column) for field in fields],
+        ([identity.__dict__[name] for name in names] for identity in identities),
+    )
 
 
 def set_secret_refs(identities: list[Identity]) -> None:

@@ -1,11 +1,15 @@
 """Integration tests: this process and the workers it starts share the same job settings,
 as web and worker processes of one deployment do (a message carries its type's time limits)."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
+from tests.conftest import require_services
 from tests.integration.worker import FAST_JOB_ENV
+from tests.settings import TEST_REDIS_URL
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +20,13 @@ def fast_job_settings(settings: Any) -> None:
     settings.JOB_BACKOFF_BASE = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_BASE"])
     settings.JOB_BACKOFF_MAX = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_MAX"])
     settings.JOB_SWEEP_GRACE = int(FAST_JOB_ENV["ACCESSHIVE_JOB_SWEEP_GRACE"])
+
+
+@pytest.fixture
+def broker() -> Iterator["redis.Redis[bytes]"]:
+    """The test broker's Redis database, empty before and after the test."""
+    require_services("postgres", "redis")
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()

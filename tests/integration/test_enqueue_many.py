@@ -1,8 +1,6 @@
 """enqueue_many: a batch of jobs is one INSERT and one publish, all or nothing with its
 transaction, and every job of it runs on a real worker."""
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from django.db import transaction
@@ -11,23 +9,12 @@ from django.db.models import Count
 from jobs import routing, services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus, JobStatusCount
 from jobs.services import JobRequest
-from tests.conftest import require_services
 from tests.integration import handlers  # noqa: F401 - registers the test job types
 from tests.integration.worker import CeleryProcess, wait_for
-from tests.settings import TEST_REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 JOBS = 1000
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def queued(broker: "redis.Redis[bytes]") -> int:

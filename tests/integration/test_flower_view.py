@@ -20,11 +20,9 @@ import redis
 from jobs import services
 from jobs.models import Job, JobStatus
 from tests import factories
-from tests.conftest import require_services
 from tests.integration import handlers  # noqa: F401 - registers the test job types
 from tests.integration.test_ops_support import OpsWorker
 from tests.integration.worker import ROOT, CeleryProcess, wait_for
-from tests.settings import TEST_REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -82,15 +80,6 @@ class Flower(CeleryProcess):
         shown = self.task(task_id)
         assert shown is not None
         return shown
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 finishes it, and every identity, vault secret and provisioning job exists exactly once."""
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,10 +13,8 @@ from imports import services
 from imports.models import ImportBatch, ImportStatus
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobType
 from tests import factories
-from tests.conftest import require_services
 from tests.integration.test_ops_support import OpsWorker
 from tests.integration.worker import wait_for
-from tests.settings import TEST_REDIS_URL
 from vault.models import EncryptedSecret
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -26,15 +23,6 @@ HUMANS = 2_000
 API_KEYS = 8_000
 ROWS = HUMANS + API_KEYS
 REDELIVER_SOON = {"CELERY_VISIBILITY_TIMEOUT": "5"}
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def csv_file(platform: str) -> bytes:

@@ -10,24 +10,13 @@ import redis
 
 from jobs import services
 from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus
-from tests.conftest import require_services
 from tests.integration import handlers  # noqa: F401 - registers the test job types
 from tests.integration.worker import FAST_JOB_ENV, CeleryProcess, wait_for
-from tests.settings import TEST_REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 BACKOFF_BASE = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_BASE"])
 BACKOFF_MAX = int(FAST_JOB_ENV["ACCESSHIVE_JOB_BACKOFF_MAX"])
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

@@ -11,14 +11,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from identities.models import Identity, IdentityType, Platform
 from identities.services import IdentityInput, create_identity, create_platform
 from jobs import metrics, ratelimit
 from jobs.models import AttemptOutcome, Job, JobStatus, JobType
 from sandbox import google_directory
-from tests.conftest import require_services
 from tests.integration.test_ops_support import OpsWorker
 from tests.integration.worker import ROOT, wait_for
 from tests.settings import TEST_REDIS_URL
@@ -44,15 +42,6 @@ for _ in range(calls):
     stamps.append(time.time())
 print(json.dumps(stamps))
 """
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

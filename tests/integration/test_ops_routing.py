@@ -1,29 +1,15 @@
 """Queues per workload through real prefork workers on Redis: a worker consuming one queue runs
 only that queue's jobs, and Celery's retries go back to the queue the job came from."""
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from jobs import services
 from jobs.models import AttemptOutcome, Job, JobStatus, JobType
-from tests.conftest import require_services
 from tests.integration import handlers  # noqa: F401 - registers the test job types
 from tests.integration.test_ops_support import OpsWorker
 from tests.integration.worker import wait_for
-from tests.settings import TEST_REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def test_a_sync_worker_runs_only_sync_jobs_while_a_provisioning_job_waits(broker) -> None:

@@ -7,29 +7,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from jobs import services
 from jobs.models import Job, JobStatus
-from tests.conftest import require_services
 from tests.integration.test_ops_support import PLANTED, OpsWorker
 from tests.integration.worker import ROOT, wait_for
-from tests.settings import TEST_REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker() -> Iterator["redis.Redis[bytes]"]:
-    require_services("postgres", "redis")
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def check_worker(var_dir: str, *args: str) -> subprocess.CompletedProcess[str]:

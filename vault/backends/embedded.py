@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accesshive.bulk import copy_rows
 from vault.base import (
     SecretRef,
     SecretVersion,
@@ -237,15 +238,7 @@ def _insert_secrets(rows: list[tuple[str, int, bytes, str, Any, bool]]) -> None:
             EncryptedSecret(**dict(zip(_COLUMNS, row, strict=True))) for row in rows
         )
         return
-    table = EncryptedSecret._meta.db_table
-    statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
-    with (
-        connection.wrap_database_errors,
-        connection.cursor() as cursor,
-        cursor.cursor.copy(statement) as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
+    copy_rows(EncryptedSecret._meta.db_table, _COLUMNS, rows)
 
 
 def _lock_latest_version(path: str) -> int:
