@@ -38,7 +38,15 @@ def mark(task_id: str, where: str) -> None:
     if client is None:
         return
     try:
-        client.set(KEY_PREFIX + task_id, where, ex=settings.CELERY_VISIBILITY_TIMEOUT)
+        # "queued" never overwrites a worker's mark: a worker waiting on the queue can take
+        # the message, and mark it held, before the publisher's own mark arrives. Overwritten,
+        # a message held by a worker that then died would look queued for good.
+        client.set(
+            KEY_PREFIX + task_id,
+            where,
+            ex=settings.CELERY_VISIBILITY_TIMEOUT,
+            nx=where == QUEUED,
+        )
     except redis.RedisError as exc:
         # Without its marker a message looks lost, and the worst that follows is a re-send
         # whose stale copy is ignored.
@@ -93,7 +101,9 @@ def mark_queued(task_ids: list[str]) -> None:
     try:
         with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.set(KEY_PREFIX + task_id, QUEUED, ex=settings.CELERY_VISIBILITY_TIMEOUT)
+                pipe.set(
+                    KEY_PREFIX + task_id, QUEUED, ex=settings.CELERY_VISIBILITY_TIMEOUT, nx=True
+                )
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})

@@ -133,3 +133,21 @@ def test_a_batch_is_marked_queued_once_published(
         dispatched_at=timezone.now() - timedelta(seconds=3600)
     )
     assert sweeper.sweep()["resent"] == 0  # waiting in the queue, not lost
+
+
+def test_a_worker_that_took_the_message_first_keeps_its_mark(broker) -> None:
+    """A worker waiting on the queue may take a message, and mark it held, before the
+    publisher marks it queued: the holder's mark stays, so a message held by a worker that
+    then dies is re-sent instead of looking queued for good."""
+    held, batched = "early-single", "early-batch"
+    for task_id in (held, batched):
+        delivery.mark(task_id, "worker@host")
+    delivery.published(sender=delivery.TASK, headers={"id": held})
+    with delivery.marked_together():
+        delivery.published(sender=delivery.TASK, headers={"id": batched})
+        delivery.published(sender=delivery.TASK, headers={"id": "fresh"})
+    assert delivery.where([held, batched, "fresh"]) == {
+        held: "worker@host",
+        batched: "worker@host",
+        "fresh": delivery.QUEUED,
+    }

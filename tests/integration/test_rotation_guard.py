@@ -58,10 +58,16 @@ def enqueue_rotation_slowly(
         connection.close()
 
 
+@pytest.fixture
+def identity(gws: google_directory.GoogleDirectorySandbox) -> Identity:
+    """Made (its Google user created in this process) before the worker starts, so the worker
+    cannot take the creation's message first."""
+    return factories.make_managed_credential(factories.make_sandbox_platform(gws))
+
+
 def test_a_session_opened_between_enqueue_and_run_holds_the_rotation_until_check_in(
-    worker, gws
+    identity, worker, gws
 ) -> None:
-    identity = factories.make_managed_credential(factories.make_sandbox_platform(gws))
     holder = factories.make_pam_user("holder")
     enqueued, opened = threading.Event(), threading.Event()
     remediation = threading.Thread(
