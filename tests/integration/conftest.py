@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import redis
 
+from sandbox import google_directory
 from tests.conftest import require_services
 from tests.integration.worker import FAST_JOB_ENV
 from tests.settings import TEST_REDIS_URL
@@ -30,3 +31,11 @@ def broker() -> Iterator["redis.Redis[bytes]"]:
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture
+def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
+    """The Google Directory sandbox for example.com (a module may define its own)."""
+    server = google_directory.start(domains=["example.com"])
+    yield server
+    server.shutdown()

@@ -9,7 +9,6 @@ import redis
 from assets import services
 from assets.models import Asset, AssetKind, TokenListingProgress
 from jobs.models import AttemptOutcome, JobStatus
-from sandbox import google_directory
 from tests import factories
 from tests.conftest import require_services
 from tests.integration.worker import CeleryProcess, wait_for
@@ -34,13 +33,6 @@ def worker(settings) -> Iterator[CeleryProcess]:
     process = CeleryProcess("worker", WORKER_ENV).start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
 
 
 def test_a_timed_out_token_listing_resumes_after_the_last_recorded_page(worker, gws) -> None:

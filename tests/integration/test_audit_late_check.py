@@ -12,7 +12,6 @@ from audit import services
 from audit.models import AuditCheckpoint, AuditEvent, AuditLateCheck, AuditSettings
 from audit.tasks import schedule_late_checks
 from jobs.models import Job, JobStatus, JobType
-from sandbox import google_directory
 from tests import factories
 from tests.conftest import require_services
 from tests.integration.worker import CeleryProcess, wait_for
@@ -28,13 +27,6 @@ def worker() -> Iterator[CeleryProcess]:
     process = CeleryProcess("worker", env={"ACCESSHIVE_JOB_TIMEOUT": "30"}).start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
 
 
 def test_the_daily_check_counts_what_the_overlap_missed_yesterday(worker, gws) -> None:

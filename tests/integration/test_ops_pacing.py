@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +15,6 @@ from identities.models import Identity, IdentityType, Platform
 from identities.services import IdentityInput, create_identity, create_platform
 from jobs import metrics, ratelimit
 from jobs.models import AttemptOutcome, Job, JobStatus, JobType
-from sandbox import google_directory
 from tests.integration.test_ops_support import OpsWorker
 from tests.integration.worker import ROOT, wait_for
 from tests.settings import TEST_REDIS_URL
@@ -42,13 +40,6 @@ for _ in range(calls):
     stamps.append(time.time())
 print(json.dumps(stamps))
 """
-
-
-@pytest.fixture
-def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from assets import services as asset_services
 from jobs.models import Job, JobStatus
 from policies.models import Action, Mode, PolicyKind, Violation, ViolationStatus
 from policies.services import retry_remediation
-from sandbox import google_directory
 from tests import factories
 from tests.conftest import require_services
 from tests.integration.worker import CeleryProcess, wait_for
@@ -27,13 +26,6 @@ def worker() -> Iterator[CeleryProcess]:
     process = CeleryProcess("worker", env={"ACCESSHIVE_JOB_TIMEOUT": "30"}).start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
 
 
 def violation_in(status: str, worker: CeleryProcess) -> Violation:

@@ -31,13 +31,6 @@ def worker() -> Iterator[CeleryProcess]:
     process.stop()
 
 
-@pytest.fixture
-def gws() -> Iterator[google_directory.GoogleDirectorySandbox]:
-    server = google_directory.start(domains=["example.com"])
-    yield server
-    server.shutdown()
-
-
 def enqueue_rotation_slowly(
     identity: Identity, enqueued: threading.Event, opened: threading.Event
 ) -> None:
