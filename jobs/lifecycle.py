@@ -392,7 +392,6 @@ def claim(job: Job, *, number: int, retries: int, worker: str, now: datetime) ->
                 "job_id": job.pk,
                 "worker": worker,
                 "outcome": AttemptOutcome.RUNNING,
-                "gated": dependencies.gated_job_types(),
             },
         )
         row = cursor.fetchone()

@@ -6,9 +6,11 @@ import time
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
-from jobs import connections
+from jobs import connections, lifecycle, metrics, registry, runner, services, shared_redis
+from jobs.errors import TransientError
+from jobs.models import AttemptOutcome, Job, JobStatus, JobType
 from tests.conftest import require_services
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +99,74 @@ def test_the_statements_every_job_runs_are_planned_once_per_connection() -> None
     assert prepared() == first
     assert any("INSERT INTO jobs_job" in statement for statement in first)  # enqueue
     assert any("jobs_jobattempt" in statement for statement in first)  # claim, completion
+
+
+@pytest.fixture
+def remediation_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the remediation handler does this time: "cut" ends the database session under
+    it and then writes, as during a PostgreSQL restart; "cut after" ends it and returns."""
+    plan: list[str] = []
+
+    def handler(job: Job) -> dict[str, object]:
+        end_this_session_from_outside()
+        if plan.pop(0) == "cut":
+            Job.objects.filter(pk=job.pk).update(subject_label="written by the handler")
+        return {}
+
+    monkeypatch.setitem(registry._handlers, JobType.REMEDIATION, handler)
+    client = shared_redis.client()
+    assert client is not None
+    client.delete(metrics.KEY)
+    return plan
+
+
+def run(job: Job, *, retries: int = 0) -> dict[str, object]:
+    return runner.execute(
+        job.pk, task_id=str(job.celery_task_id), retries=retries, max_retries=5, worker="w"
+    )
+
+
+@pytest.mark.parametrize("when", ["cut", "cut after"])
+def test_a_database_lost_under_an_attempt_is_a_retry_not_a_failure(
+    remediation_runs: list[str], when: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    remediation_runs.append(when)
+
+    with pytest.raises(TransientError) as raised:
+        run(job)
+
+    assert str(raised.value) == "The database was unreachable: OperationalError"
+    job.refresh_from_db()  # on a new connection: the dead one was dropped
+    assert (job.status, job.retries, job.attempt_count) == (JobStatus.RETRYING, 1, 1)
+    assert job.error_class == "django.db.utils.OperationalError"
+    attempt = job.attempts.get()
+    assert attempt.outcome == AttemptOutcome.FAILED
+    assert metrics.read()[("attempts", JobType.REMEDIATION, AttemptOutcome.FAILED)] == 1
+    (line,) = [r for r in caplog.records if r.getMessage() == "jobs.attempt.failed"]
+    assert (line.levelname, line.will_retry, line.cause) == ("WARNING", True, "database")  # type: ignore[attr-defined]
+
+
+def test_a_database_still_down_leaves_the_attempt_for_the_retry_to_take_over(
+    remediation_runs: list[str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    remediation_runs.append("cut")
+
+    def still_down(*args: object, **kwargs: object) -> bool:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(lifecycle, "fail_attempt", still_down)
+    with pytest.raises(TransientError):
+        run(job)
+
+    (unrecorded,) = [r for r in caplog.records if r.getMessage() == "jobs.attempt.unrecorded"]
+    assert unrecorded.error == "OperationalError"  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    job.refresh_from_db()
+    assert (job.status, job.attempt_count) == (JobStatus.RUNNING, 1)
+    # Celery's retry of this message (one retry on) takes the attempt over and runs it.
+    monkeypatch.setitem(registry._handlers, JobType.REMEDIATION, lambda job: {"ran": True})
+    assert run(job, retries=1) == {"job_id": job.pk, "status": "completed"}
+    job.refresh_from_db()
+    assert (job.status, job.attempt_count, job.result) == (JobStatus.COMPLETED, 2, {"ran": True})

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -11,9 +12,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from accesshive.celery import app
-from jobs import lifecycle, registry, routing, services, sweeper
+from jobs import lifecycle, registry, routing, runner, services, sweeper
 from jobs.errors import PermanentError, TransientError
-from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus, JobStatusCount, JobType
+from jobs.models import (
+    AttemptOutcome,
+    Job,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    JobStatusCount,
+    JobType,
+)
+from jobs.signals import job_status_changed
 from jobs.tasks import run_job
 from tests.inline import deliver
 
@@ -196,18 +206,19 @@ def test_a_timed_out_last_attempt_fails_the_job_with_its_message_and_no_next_att
     job = running(started_seconds_ago=1)
     attempt = job.attempts.get()
 
+    with pytest.raises(PermanentError) as raised:
+        raise PermanentError("stuck")  # raised, so that it has a traceback
     assert lifecycle.fail_attempt(
-        attempt, PermanentError("stuck"), will_retry=False, timed_out=True, message="Took too long"
+        attempt, raised.value, will_retry=False, timed_out=True, message="Took too long"
     )
 
     job.refresh_from_db()
     assert (job.status, job.retries, job.next_attempt_at) == (JobStatus.FAILED, 0, None)
     assert job.completed_at is not None
-    assert (job.error_class.rsplit(".", 1)[-1], job.error_message) == (
-        "PermanentError",
-        "Took too long",
-    )
-    assert "PermanentError: stuck" in job.error_traceback
+    assert (job.error_class, job.error_message) == ("jobs.errors.PermanentError", "Took too long")
+    # Python's own traceback, as a developer would read it in a terminal.
+    assert job.error_traceback.startswith("Traceback (most recent call last):\n  File ")
+    assert job.error_traceback.endswith("\njobs.errors.PermanentError: stuck\n")
     attempt.refresh_from_db()
     assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.TIMED_OUT, "Took too long")
     assert (attempt.next_attempt_at, attempt.finished_at is not None) == (None, True)
@@ -245,6 +256,12 @@ def test_a_late_failure_of_a_recovered_attempt_changes_nothing(sent: list[int]) 
     assert (job.status, job.retries, job.next_attempt_at, job.error_message) == recovered
     assert job.attempts.get().outcome == AttemptOutcome.LOST
 
+    # Nor once the recovery's message has started the next attempt.
+    claimed(job, retries=1)
+    assert not lifecycle.fail_attempt(attempt, TransientError("503"), will_retry=True)
+    job.refresh_from_db()
+    assert (job.status, job.attempt_count) == (JobStatus.RUNNING, 2)
+
 
 def test_the_worker_is_configured_not_to_lose_jobs() -> None:
     conf = app.conf
@@ -281,3 +298,233 @@ def test_redis_visibility_timeout_outlasts_the_longest_backoff_plus_an_attempt()
 def test_long_running_types_get_their_own_time_limits() -> None:
     assert routing.time_limits_for("directory_sync") == (900, 910)
     assert routing.time_limits_for("create_domain_user") == (120, 130)
+
+
+# The same rules hold on the ORM's path, which `make run` takes on SQLite.
+@pytest.fixture(params=["sql", "orm"])
+def engine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "orm":
+        monkeypatch.setattr(lifecycle, "fast_sql", lambda: False)
+    return str(request.param)
+
+
+@pytest.fixture
+def changes() -> Iterator[list[tuple[int, str, str]]]:
+    """The status changes the engine announces to the apps that follow their jobs."""
+    seen: list[tuple[int, str, str]] = []
+
+    def follow(sender: object, *, job_id: int, from_status: str, to_status: str, **kw: object):
+        seen.append((job_id, from_status, to_status))
+
+    job_status_changed.connect(follow, weak=False)
+    yield seen
+    job_status_changed.disconnect(follow)
+
+
+def claimed(job: Job, *, retries: int = 0, worker: str = "w") -> JobAttempt:
+    job.refresh_from_db()
+    attempt = lifecycle.start_attempt(
+        job.pk, task_id=str(job.celery_task_id), retries=retries, worker=worker
+    )
+    assert attempt is not None
+    return attempt
+
+
+def test_a_completed_job_records_when_it_ran_and_what_it_returned(engine_path, changes) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    bystander = services.enqueue(JobType.REMEDIATION)
+    claimed(bystander)
+    before = timezone.now()
+
+    attempt = claimed(job, worker="celery@w1")
+    assert lifecycle.complete_attempt(attempt, {"fixed": 2})
+
+    after = timezone.now()
+    job.refresh_from_db()
+    assert (job.status, job.result, job.attempt_count, job.retries) == (
+        JobStatus.COMPLETED,
+        {"fixed": 2},
+        1,
+        0,
+    )
+    assert job.started_at is not None
+    assert job.completed_at is not None
+    assert before <= job.started_at <= job.completed_at <= after
+    assert (job.next_attempt_at, job.error_class, job.error_message) == (None, "", "")
+    row = job.attempts.get()
+    assert (row.number, row.retries, row.worker, row.outcome) == (
+        1,
+        0,
+        "celery@w1",
+        AttemptOutcome.SUCCEEDED,
+    )
+    assert row.finished_at is not None
+    assert before <= row.started_at <= row.finished_at <= after
+    bystander.refresh_from_db()
+    assert (bystander.status, bystander.attempt_count) == (JobStatus.RUNNING, 1)
+    assert bystander.attempts.get().outcome == AttemptOutcome.RUNNING
+    assert changes[-2:] == [
+        (job.pk, JobStatus.PENDING, JobStatus.RUNNING),
+        (job.pk, JobStatus.RUNNING, JobStatus.COMPLETED),
+    ]
+    counts = dict(
+        JobStatusCount.objects.filter(job_type=JobType.REMEDIATION).values_list("status", "count")
+    )
+    assert (counts["pending"], counts["running"], counts["completed"]) == (0, 1, 1)
+
+
+def test_a_late_result_of_a_taken_over_attempt_is_not_recorded(engine_path, changes) -> None:
+    """The worker judged dead was only slow: its result arrives after the next attempt began."""
+    job = services.enqueue(JobType.REMEDIATION)
+    first = claimed(job)
+    assert sweeper.recover(job.pk, now=timezone.now(), grace=timedelta(0), dead_attempt=1)
+    claimed(job, retries=1)
+    announced = len(changes)
+
+    assert lifecycle.complete_attempt(first, {"late": True}) is False
+
+    job.refresh_from_db()
+    assert (job.status, job.attempt_count, job.result) == (JobStatus.RUNNING, 2, None)
+    assert [a.outcome for a in job.attempts.order_by("number")] == [
+        AttemptOutcome.LOST,
+        AttemptOutcome.RUNNING,
+    ]
+    assert len(changes) == announced  # nobody is told it completed
+
+
+def test_a_failure_touches_only_its_own_job(engine_path) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    bystander = services.enqueue(JobType.REMEDIATION)
+    other_attempt = claimed(bystander)
+
+    assert lifecycle.fail_attempt(claimed(job), TransientError("503"), will_retry=True)
+
+    bystander.refresh_from_db()
+    other_attempt.refresh_from_db()
+    assert (bystander.status, bystander.attempt_count) == (JobStatus.RUNNING, 1)
+    assert other_attempt.outcome == AttemptOutcome.RUNNING
+
+
+def test_a_retry_after_a_lost_worker_counts_on_from_its_own_number(engine_path, settings) -> None:
+    """Celery re-sends the message of a pool process that died with one more retry; the
+    attempt it starts fails, and the next wait is the one for that retry count."""
+    settings.JOB_BACKOFF_BASE = 3
+    job = services.enqueue(JobType.REMEDIATION)
+    claimed(job)
+
+    retry = claimed(job, retries=1, worker="w2")  # takes over from the lost attempt
+    assert (retry.number, retry.retries) == (2, 1)
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.RUNNING, 1)  # shown as its first retry
+    assert lifecycle.fail_attempt(retry, TransientError("503"), will_retry=True)
+
+    job.refresh_from_db()
+    assert (job.status, job.retries, job.attempt_count) == (JobStatus.RETRYING, 2, 2)
+    rows = list(job.attempts.order_by("number"))
+    assert [(a.outcome, a.retries, a.worker) for a in rows] == [
+        (AttemptOutcome.LOST, 0, "w"),
+        (AttemptOutcome.FAILED, 1, "w2"),
+    ]
+    assert rows[1].wait_before_next_seconds == pytest.approx(6, abs=0.01)
+
+
+def test_a_delivery_for_a_job_that_is_gone_is_ignored(engine_path) -> None:
+    """Retention deleted the job while a re-sent copy of its message waited in the broker."""
+    job = services.enqueue(JobType.REMEDIATION)
+    task_id = str(job.celery_task_id)
+    Job.objects.filter(pk=job.pk).delete()
+    outcome = runner.execute(job.pk, task_id=task_id, retries=0, max_retries=5, worker="w")
+    assert outcome == {"job_id": job.pk, "ignored": "stale or duplicate delivery"}
+
+
+def test_a_failed_job_about_to_retry_is_not_taken_for_lost_by_the_sweeper(engine_path) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=job.pk).update(
+        dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 60)
+    )
+    assert lifecycle.fail_attempt(claimed(job), TransientError("503"), will_retry=True)
+
+    assert sweeper.sweep()["resent"] == 0  # its retry's message was sent just now
+
+
+def test_the_retry_celery_scheduled_is_the_one_shown(engine_path) -> None:
+    def failed_twice() -> Job:
+        job = services.enqueue(JobType.REMEDIATION)
+        for retries in (0, 1):
+            assert lifecycle.fail_attempt(
+                claimed(job, retries=retries), TransientError("503"), will_retry=True
+            )
+        job.refresh_from_db()
+        return job
+
+    job, other = failed_twice(), failed_twice()
+    others_times = sorted(other.attempts.values_list("number", "next_attempt_at"))
+    first_due = job.attempts.get(number=1).next_attempt_at
+    scheduled = timezone.now() + timedelta(seconds=33.5)  # the backoff, with Celery's jitter
+
+    lifecycle.record_next_attempt(job.pk, retries=2, at=scheduled)
+
+    job.refresh_from_db()
+    assert (job.next_attempt_at, job.dispatched_at) == (scheduled, scheduled)
+    assert job.attempts.get(number=2).next_attempt_at == scheduled
+    assert job.attempts.get(number=1).next_attempt_at == first_due  # history kept
+    assert sorted(other.attempts.values_list("number", "next_attempt_at")) == others_times
+
+    # Once the retry runs, nothing is shown as due any more, and a late report for it (or
+    # for a retry count the job has moved past) changes nothing.
+    claimed(job, retries=2)
+    lifecycle.record_next_attempt(job.pk, retries=2, at=scheduled + timedelta(hours=1))
+    job.refresh_from_db()
+    assert (job.status, job.next_attempt_at) == (JobStatus.RUNNING, None)
+    other.refresh_from_db()
+    lifecycle.record_next_attempt(other.pk, retries=1, at=scheduled + timedelta(hours=1))
+    assert Job.objects.get(pk=other.pk).next_attempt_at == other.next_attempt_at
+
+
+def test_a_job_that_succeeds_on_a_retry_no_longer_shows_the_error(engine_path) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    assert lifecycle.fail_attempt(claimed(job), TransientError("503"), will_retry=True)
+    job.refresh_from_db()
+    assert job.error_message == "503"
+    assert job.next_attempt_at is not None
+
+    assert lifecycle.complete_attempt(claimed(job, retries=1), {})
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.next_attempt_at is None
+    assert (job.error_class, job.error_message, job.error_traceback) == ("", "", "")
+    # The failed attempt keeps its error: the history says what happened.
+    first, second = job.attempts.order_by("number")
+    assert (first.outcome, first.error_message) == (AttemptOutcome.FAILED, "503")
+    assert second.outcome == AttemptOutcome.SUCCEEDED
+
+
+def test_a_retried_job_starts_afresh_with_its_whole_budget(engine_path, admin_user) -> None:
+    job = services.enqueue(JobType.REMEDIATION)
+    for retries in range(settings.JOB_MAX_RETRIES + 1):
+        will_retry = retries < settings.JOB_MAX_RETRIES
+        assert lifecycle.fail_attempt(
+            claimed(job, retries=retries), TransientError("503"), will_retry=will_retry
+        )
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.FAILED, settings.JOB_MAX_RETRIES)
+    old_task_id = job.celery_task_id
+    before = timezone.now()
+
+    assert lifecycle.reset_for_retry(job.pk, actor=admin_user)
+
+    job.refresh_from_db()
+    assert (job.status, job.retries, job.completed_at, job.next_attempt_at) == (
+        JobStatus.PENDING,
+        0,
+        None,
+        None,
+    )
+    assert job.dispatched_at >= before  # the sweeper's grace counts from the retry
+    assert job.celery_task_id != old_task_id
+    event = job.events.get(kind=JobEvent.Kind.RETRIED)
+    assert (event.actor, event.message) == (admin_user, f"Retried by {admin_user.username}")
+    assert event.at >= before
+    assert not lifecycle.reset_for_retry(job.pk, actor=admin_user)  # once
+    assert claimed(job).number == settings.JOB_MAX_RETRIES + 2  # and it runs again

@@ -13,9 +13,10 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import lifecycle, ratelimit, services
+from jobs import lifecycle, metrics, ratelimit, registry, routing, runner, services, sweeper
 from jobs.errors import RateLimited
 from jobs.models import AttemptOutcome, Job, JobStatus, JobStatusCount
+from jobs.signals import job_status_changed
 from tests.conftest import require_services
 from tests.inline import deliver
 from tests.integration import test_ops_support  # noqa: F401 - registers test_ops_paced_once
@@ -187,6 +188,7 @@ def test_a_paced_retry_stays_retrying_with_its_retry_count(broker) -> None:
     first = lifecycle.start_attempt(job.pk, task_id=str(job.celery_task_id), retries=0, worker="w")
     assert first is not None
     lifecycle.fail_attempt(first, RuntimeError("503"), will_retry=True)
+    first_started = Job.objects.get(pk=job.pk).attempt_started_at
     second = lifecycle.start_attempt(job.pk, task_id=str(job.celery_task_id), retries=1, worker="w")
     assert second is not None
 
@@ -196,6 +198,7 @@ def test_a_paced_retry_stays_retrying_with_its_retry_count(broker) -> None:
     assert again.status == JobStatus.RETRYING
     assert (again.attempt_count, again.retries) == (1, 1)
     assert again.started_at == Job.objects.get(pk=job.pk).started_at is not None
+    assert again.attempt_started_at == first_started  # the dashboard shows attempt 1's start
     assert [a.number for a in again.attempts.all()] == [1]
     assert lifecycle.defer_attempt(second, delay=2) is None  # only once
 
@@ -207,3 +210,87 @@ def test_a_platforms_own_limit_comes_first(settings) -> None:
     assert ratelimit.limit_for("github", 3, rate=1.0, burst=1) == ratelimit.Limit(1.0, 1)
     assert ratelimit.limit_for("google_workspace", 7, rate=0.0, burst=3) is None  # no limit
     assert ratelimit.limit_for("google_workspace", 7, rate=None) == ratelimit.Limit(2.0, 1)
+
+
+def test_a_deferral_tells_when_and_under_which_message_the_job_comes_back(
+    broker, settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.RATE_LIMIT_MAX_WAIT = 0.05  # spread by at most max(0.1 s, this)
+    job = services.enqueue("test_ops_paced_once")
+    bystander = services.enqueue("test_ops_paced_once")
+    assert lifecycle.start_attempt(
+        bystander.pk, task_id=str(bystander.celery_task_id), retries=0, worker="w"
+    )
+
+    changes: list[tuple[int, str, str]] = []
+
+    def follow(sender: object, *, job_id: int, from_status: str, to_status: str, **kw: object):
+        changes.append((job_id, from_status, to_status))
+
+    job_status_changed.connect(follow, weak=False)
+    with caplog.at_level("INFO", logger="jobs.runner"):
+        outcome = runner.execute(
+            job.pk, task_id=str(job.celery_task_id), retries=0, max_retries=5, worker="w"
+        )
+
+    job_status_changed.disconnect(follow)
+    job.refresh_from_db()
+    # Apps that follow their jobs (an identity's status) see it go back to pending.
+    assert changes == [
+        (job.pk, JobStatus.PENDING, JobStatus.RUNNING),
+        (job.pk, JobStatus.RUNNING, JobStatus.PENDING),
+    ]
+    # What Flower shows for the DEFERRED delivery, and how to follow the job on.
+    assert set(outcome) == {"job_id", "deferred_seconds", "next_task_id"}
+    assert (outcome["job_id"], outcome["next_task_id"]) == (job.pk, str(job.celery_task_id))
+    delay = outcome["deferred_seconds"]
+    assert 0.1 <= delay <= 0.2  # the limit's 0.1 s, then up to max(0.1, 0.05) more
+    assert delay == round(delay, 3)
+    # The next message names the job's type and goes to its type's queue.
+    (raw,) = broker.lrange(routing.queue_for("test_ops_paced_once"), 0, -1)
+    assert json.loads(raw)["headers"]["task"] == "jobs.run_job"
+    assert json.loads(raw)["headers"]["shadow"] == "jobs.run_job:test_ops_paced_once"
+    paced = metrics.read()
+    assert paced[("paced", "test_ops_paced_once", "deferred")] == 1
+    assert paced[("paced_seconds", "test_ops_paced_once", "deferred")] == pytest.approx(
+        delay, abs=0.001
+    )
+    bystander.refresh_from_db()
+    assert (bystander.status, bystander.attempt_count) == (JobStatus.RUNNING, 1)
+    (line,) = [r for r in caplog.records if r.getMessage() == "jobs.attempt.deferred"]
+    assert line.delay_seconds == delay  # type: ignore[attr-defined]
+    assert line.reason == "Rate limit of test:1 is taken for the next 0.1 s"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("next_attempt_started", [False, True])
+def test_a_deferral_after_the_attempt_was_taken_over_is_ignored(
+    broker, monkeypatch, next_attempt_started: bool
+) -> None:
+    """A worker judged dead (its attempt recovered) turns out alive and hits its rate limit:
+    it must not put back a job that the recovery, or another attempt, now owns."""
+    job = services.enqueue("test_ops_paced_once")
+
+    def taken_over_then_limited(current: Job) -> dict[str, object]:
+        assert sweeper.recover(current.pk, now=timezone.now(), grace=timedelta(0), dead_attempt=1)
+        current.refresh_from_db()
+        if next_attempt_started:  # the recovery's message already runs the next attempt
+            assert lifecycle.start_attempt(
+                current.pk, task_id=str(current.celery_task_id), retries=1, worker="w2"
+            )
+        raise RateLimited("Rate limit of test:1 is taken", retry_after=0.1)
+
+    monkeypatch.setitem(registry._handlers, "test_ops_paced_once", taken_over_then_limited)
+    outcome = runner.execute(
+        job.pk, task_id=str(job.celery_task_id), retries=0, max_retries=5, worker="w"
+    )
+
+    assert outcome == {"job_id": job.pk, "ignored": "attempt superseded"}
+    job.refresh_from_db()
+    outcomes = [a.outcome for a in job.attempts.order_by("number")]
+    if next_attempt_started:
+        assert (job.status, job.retries, job.attempt_count) == (JobStatus.RUNNING, 1, 2)
+        assert outcomes == [AttemptOutcome.LOST, AttemptOutcome.RUNNING]
+    else:
+        assert (job.status, job.retries, job.attempt_count) == (JobStatus.RETRYING, 1, 1)
+        assert outcomes == [AttemptOutcome.LOST]
+    assert not broker.lrange(routing.queue_for("test_ops_paced_once"), 0, -1)
