@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
@@ -528,3 +529,33 @@ def test_a_retried_job_starts_afresh_with_its_whole_budget(engine_path, admin_us
     assert event.at >= before
     assert not lifecycle.reset_for_retry(job.pk, actor=admin_user)  # once
     assert claimed(job).number == settings.JOB_MAX_RETRIES + 2  # and it runs again
+
+
+@pytest.mark.parametrize("retries", [0, settings.JOB_MAX_RETRIES])
+def test_an_attempt_past_its_soft_time_limit_is_recorded_as_timed_out(
+    retries: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def stuck(job: Job) -> dict[str, object]:
+        raise SoftTimeLimitExceeded()  # what billiard raises in the pool at the soft limit
+
+    monkeypatch.setitem(registry._handlers, JobType.REMEDIATION, stuck)
+    job = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=job.pk).update(retries=retries)
+
+    with pytest.raises(SoftTimeLimitExceeded):  # Celery retries it, or stops at the last
+        runner.execute(
+            job.pk,
+            task_id=str(job.celery_task_id),
+            retries=retries,
+            max_retries=settings.JOB_MAX_RETRIES,
+            worker="w",
+        )
+
+    job.refresh_from_db()
+    last = retries == settings.JOB_MAX_RETRIES
+    assert job.status == (JobStatus.FAILED if last else JobStatus.RETRYING)
+    assert job.error_message == f"Attempt timed out after {settings.JOB_TIMEOUT} s"
+    attempt = job.attempts.get()
+    assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.TIMED_OUT, job.error_message)
+    (line,) = [r for r in caplog.records if r.getMessage() == "jobs.attempt.timed_out"]
+    assert (line.levelname, line.will_retry) == ("WARNING", not last)  # type: ignore[attr-defined]
