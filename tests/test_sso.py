@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import User
@@ -661,6 +663,23 @@ def test_an_idp_that_could_not_sign_the_person_out_is_named(client, idp, sso):
     )
 
 
+def test_a_logout_response_to_another_browsers_request_is_refused(client, idp, sso):
+    """Both browsers signed out; this one brings the IdP's answer to the other's request:
+    its InResponseTo is not this browser's request, so it is not taken as an answer."""
+    sign_in(client, idp, "alice@example.com")
+    other = Client()
+    sign_in(other, idp, "bob@example.com")
+    client.post(reverse("sso:logout"))
+    started = other.post(reverse("sso:logout"))["Location"]
+    answer = idp.handle("GET", started.removeprefix(idp.base_url[:-1]), {})
+
+    response = client.get(answer.location.removeprefix(SERVER))
+
+    assert refused_logout_reason(response) == (
+        "the logout message did not pass its checks (issuer, destination, request or expiry)"
+    )
+
+
 def test_signing_out_a_password_session_stays_local(client, idp, sso):
     client.force_login(User.objects.create_user("ops", "ops@example.com", "pw"))
 
@@ -668,6 +687,21 @@ def test_signing_out_a_password_session_stays_local(client, idp, sso):
 
     assert response["Location"] == reverse("login")
     assert signed_in_user(client) is None
+
+
+def test_an_admin_sees_the_trusted_certificates_subject_expiry_and_fingerprint(client, idp, sso):
+    """What an admin checks before the IdP's certificate expires or is replaced."""
+    certificate = x509.load_pem_x509_certificate(idp.signing_key.certificate_pem.encode())
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+
+    page = client.get(reverse("sso:settings")).content.decode()
+
+    fingerprint = certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert (
+        f"<tr><td>CN=AccessHive sandbox IdP</td>"
+        f"<td>{certificate.not_valid_after_utc:%Y-%m-%d %H:%M}</td>"
+        f"<td><code>{fingerprint}</code></td></tr>"
+    ) in page
 
 
 # --- metadata ---------------------------------------------------------------------------------
