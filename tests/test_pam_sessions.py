@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -392,11 +393,11 @@ def test_another_job_on_the_credential_is_not_taken_for_its_rotation(managed, ho
     assert remediation.status == JobStatus.PENDING
 
 
-def test_check_ins_are_on_the_trail_naming_whose_session_and_its_rotation(
+def test_sessions_are_on_the_trail_naming_whose_session_and_its_rotation(
     managed, external, holder, admin
 ) -> None:
-    """What an audit reads: who ended whose session on which credential, why, and the
-    rotation that replaces the password seen."""
+    """What an audit reads: who checked out which credential, why and until when; who
+    ended whose session, why, and the rotation that replaces the password seen."""
     by_admin = services.check_in(
         services.check_out(managed, actor=holder, reason="audit"), actor=admin
     )
@@ -404,6 +405,20 @@ def test_check_ins_are_on_the_trail_naming_whose_session_and_its_rotation(
         services.check_out(external, actor=holder, reason="audit"), actor=holder
     )
 
+    check_outs = TrailEntry.objects.filter(action="credential.checked_out").order_by("id")
+    assert [(e.actor, e.target_type, e.target_id, e.detail) for e in check_outs] == [
+        (
+            holder,
+            "identities.identity",
+            str(identity.pk),
+            {
+                "session": session.pk,
+                "reason": "audit",
+                "expires": DjangoJSONEncoder().default(session.expires_at),
+            },
+        )
+        for session, identity in ((by_admin, managed), (by_holder, external))
+    ]
     entries = TrailEntry.objects.filter(action="credential.checked_in").order_by("id")
     assert [(e.actor, e.target_type, e.target_id, e.detail) for e in entries] == [
         (
