@@ -3,11 +3,13 @@
 refusal of the issue's "Bad input" list changing nothing."""
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -97,6 +99,23 @@ def test_check_out_lasts_the_maximum_by_default(managed, holder, settings) -> No
 def test_the_maximum_defaults_to_60_minutes(managed, holder) -> None:
     session = services.check_out(managed, actor=holder, reason="audit")
     assert session.expires_at - session.started_at == timedelta(minutes=60)
+
+
+def test_a_maximum_of_one_minute_is_allowed(managed, holder, settings) -> None:
+    settings.PAM_MAX_SESSION_MINUTES = 1
+    session = services.check_out(managed, actor=holder, reason="audit")
+    assert session.expires_at - session.started_at == timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("maximum", [0, True, "60", 1.5])
+def test_a_bad_maximum_is_a_configuration_error(managed, holder, settings, maximum) -> None:
+    settings.PAM_MAX_SESSION_MINUTES = maximum
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=re.escape(f"PAM_MAX_SESSION_MINUTES must be a whole number >= 1: {maximum!r}"),
+    ):
+        services.check_out(managed, actor=holder, reason="audit")
+    assert state_counts() == (0, 0, 0, 0, 0)
 
 
 def test_check_out_for_less_than_the_maximum(external, holder) -> None:
