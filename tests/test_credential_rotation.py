@@ -13,9 +13,9 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from identities.handlers.common import google_workspace_client
-from identities.models import Identity
+from identities.models import Identity, IdentityType
 from jobs import lifecycle, runner
-from jobs.errors import JobError
+from jobs.errors import JobError, TransientError
 from jobs.models import AttemptOutcome, Job, JobStatus, JobType
 from jobs.services import enqueue, retry_job
 from pam import handlers, services
@@ -176,21 +176,58 @@ def test_the_expiry_check_in_rotation_runs_too(gws, identity, holder) -> None:
     assert platform_password(gws, identity) == current_password(identity) != initial
 
 
-def test_password_length_follows_the_setting(gws, identity, holder, settings) -> None:
-    settings.PAM_PASSWORD_LENGTH = 40
+@pytest.mark.parametrize("length", [12, 40, 100])  # 12 and 100: the documented bounds
+def test_password_length_follows_the_setting(gws, identity, holder, settings, length) -> None:
+    settings.PAM_PASSWORD_LENGTH = length
     job = deliver(rotation_job(identity, holder))
-    assert job.status == JobStatus.COMPLETED
-    assert len(current_password(identity)) == 40
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert len(current_password(identity)) == length
 
 
-def test_a_too_short_password_setting_fails_before_anything_changes(
-    gws, identity, holder, settings
+@pytest.mark.parametrize(
+    ("length", "error"),
+    [
+        (8, "PAM_PASSWORD_LENGTH is 8; set it between 12 and 100"),
+        (101, "PAM_PASSWORD_LENGTH is 101; set it between 12 and 100"),
+        ("24", "PAM_PASSWORD_LENGTH must be a whole number, not '24'"),
+        (True, "PAM_PASSWORD_LENGTH must be a whole number, not True"),
+    ],
+)
+def test_a_bad_password_length_setting_fails_before_anything_changes(
+    gws, identity, holder, settings, length, error
 ) -> None:
-    settings.PAM_PASSWORD_LENGTH = 8
+    settings.PAM_PASSWORD_LENGTH = length
     job = deliver(rotation_job(identity, holder))
     assert job.status == JobStatus.FAILED
-    assert "PAM_PASSWORD_LENGTH is 8; set it between 12 and 100" in job.error_message
+    assert error in job.error_message
     assert current_versions(identity) == [1]
+    assert get_vault().list_versions(handlers.pending_path(identity)) == []
+
+
+@pytest.mark.parametrize(
+    ("gws_user_id", "password", "missing"),
+    [
+        ("", True, "has no Google Workspace user yet"),
+        ("100000000000000000009", False, "has no password in the vault (vault:{path})"),
+    ],
+)
+def test_a_credential_not_created_yet_fails_naming_the_job_to_wait_for(
+    gws, gws_user_id, password, missing
+) -> None:
+    identity = factories.make_identity(
+        platform=factories.make_sandbox_platform(gws),
+        identity_type=IdentityType.SHARED_CREDENTIAL_MANAGED,
+        login="shared-new@example.com",
+        gws_user_id=gws_user_id,
+    )
+    if password:
+        get_vault().write(identity.password_path, {"password": "Initial-Pa55word-7f3a"}, cas=0)
+
+    job = deliver(enqueue(JobType.CREDENTIAL_ROTATION, subject=identity))
+
+    assert job.status == JobStatus.FAILED
+    assert missing.format(path=identity.password_path) in job.error_message
+    assert "its create_domain_user job must complete before it can be rotated" in job.error_message
     assert get_vault().list_versions(handlers.pending_path(identity)) == []
 
 
@@ -269,6 +306,36 @@ def test_crash_after_the_vault_moved_before_cleaning_up(gws, identity, holder) -
     assert (job.result or {})["previous_ref"] is None
 
 
+def test_a_password_written_meanwhile_is_kept_and_the_retry_finishes_on_top_of_it(
+    gws, identity, holder
+) -> None:
+    """The promotion is a check-and-set on the version the attempt started from: a version
+    written to the credential meanwhile (by a person, or another job) is not overwritten;
+    the attempt is retried and the retry builds on that version."""
+    job = rotation_job(identity, holder)
+    crashed_attempt(job)
+    start = handlers.read_current(identity)
+    pending = handlers.stage_pending(identity, job)
+    handlers.push_to_platform(identity, pending, google_workspace_client(identity.platform))
+    get_vault().write(identity.password_path, {"password": "Set-Meanwhile-Pa55", "note": "kept"})
+
+    moved = (
+        rf"vault:{identity.password_path} moved from version 1 to 2 during the rotation; the "
+        rf"retry finishes it with the same pending password \(vault:{pending.ref.path}#1\)"
+    )
+    with pytest.raises(TransientError, match=moved):
+        handlers.promote(identity, pending, start, job)
+    assert current_versions(identity) == [1, 2]
+    assert current_password(identity) == "Set-Meanwhile-Pa55"
+
+    job = redeliver(job)
+
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert current_versions(identity) == [1, 2, 3]
+    assert current_password(identity) == platform_password(gws, identity) == pending.password
+    assert get_vault().read(identity.password_path)["note"] == "kept"
+
+
 def test_crash_after_every_step_before_the_outcome_was_recorded(gws, identity, holder) -> None:
     job = rotation_job(identity, holder)
 
@@ -311,7 +378,8 @@ def test_permanent_error_leaves_the_current_version_and_says_what_to_do(
     assert readable_pending(identity) == []
     message = job.error_message
     assert message.startswith("Could not rotate the password of shared-ops@example.com: ")
-    assert "403 Not Authorized to access this resource/api" in message
+    assert "403 Not Authorized to access this resource/api. Nothing was changed: " in message
+    assert "deleted or renamed" not in message  # that hint is for a 404
     assert f"the vault's current password (vault:{identity.password_path}#1)" in message
     # The admin learns that the password someone saw in a session is still the live one.
     session = job.params["session_id"]
@@ -338,6 +406,46 @@ def test_a_user_gone_from_google_is_a_permanent_error_naming_the_cause(
     assert "404 Resource Not Found: userKey" in job.error_message
     assert "deleted or renamed outside AccessHive" in job.error_message
     assert current_versions(identity) == [1]
+
+
+def test_a_refused_remediation_rotation_names_no_session(gws, identity) -> None:
+    """A rotation no check-in started has no session whose holder saw the password."""
+    gws.faults.add("users.update", status=403, reason="forbidden")
+    job = deliver(
+        enqueue(
+            JobType.CREDENTIAL_ROTATION,
+            subject=identity,
+            params={"remediation_job_id": 1},
+            trigger="job",
+            trigger_label="remediation job 1",
+        )
+    )
+
+    assert job.status == JobStatus.FAILED
+    assert (
+        "403 Not Authorized to access this resource/api. Nothing was changed: the vault's "
+        f"current password (vault:{identity.password_path}#1) still works. Fix the cause"
+    ) in job.error_message
+    assert "session" not in job.error_message
+
+
+def test_a_user_re_created_at_the_same_address_is_not_given_the_password(
+    gws, identity, holder
+) -> None:
+    """The credential's Google user is the one it was created as, found by its immutable id:
+    if that user is deleted and someone else gets its address, the rotation fails and leaves
+    the newcomer's password alone."""
+    client = google_workspace_client(identity.platform)
+    assert client.delete_user(identity.gws_user_id)
+    newcomer = client.insert_user(identity.login, "New", "Comer", "Newcomers-Own-Pa55")
+    initial = current_password(identity)
+
+    job = deliver(rotation_job(identity, holder))
+
+    assert job.status == JobStatus.FAILED
+    assert "404 Resource Not Found: userKey" in job.error_message
+    assert gws.password_of(newcomer.id) == "Newcomers-Own-Pa55"
+    assert current_password(identity) == initial
 
 
 def test_permanent_error_after_a_crash_keeps_the_pending_password(gws, identity, holder) -> None:

@@ -3,21 +3,26 @@
 refusal of the issue's "Bad input" list changing nothing."""
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from identities.models import Identity, IdentityStatus, IdentityType
 from jobs.models import Job, JobStatus, JobType, Trigger
+from jobs.services import enqueue
 from pam import services, tasks
 from pam.models import AccessSession, CredentialState, EndReason, RevealEvent
 from pam.services import AlreadyCheckedOut, NotAllowed, PamError, SessionNotActive
 from tests import factories
 from tests.conftest import require_services
+from trail.models import TrailEntry
 from vault.backends import get_vault
 from vault.base import SecretRef
 
@@ -96,6 +101,23 @@ def test_the_maximum_defaults_to_60_minutes(managed, holder) -> None:
     assert session.expires_at - session.started_at == timedelta(minutes=60)
 
 
+def test_a_maximum_of_one_minute_is_allowed(managed, holder, settings) -> None:
+    settings.PAM_MAX_SESSION_MINUTES = 1
+    session = services.check_out(managed, actor=holder, reason="audit")
+    assert session.expires_at - session.started_at == timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("maximum", [0, True, "60", 1.5])
+def test_a_bad_maximum_is_a_configuration_error(managed, holder, settings, maximum) -> None:
+    settings.PAM_MAX_SESSION_MINUTES = maximum
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=re.escape(f"PAM_MAX_SESSION_MINUTES must be a whole number >= 1: {maximum!r}"),
+    ):
+        services.check_out(managed, actor=holder, reason="audit")
+    assert state_counts() == (0, 0, 0, 0, 0)
+
+
 def test_check_out_for_less_than_the_maximum(external, holder) -> None:
     session = services.check_out(external, actor=holder, reason="rotate keys", minutes=5)
     assert session.expires_at - session.started_at == timedelta(minutes=5)
@@ -112,6 +134,21 @@ def test_minutes_outside_the_limit_are_refused(managed, holder, minutes) -> None
 def test_a_reason_is_required(managed, holder, reason) -> None:
     with pytest.raises(PamError, match="reason is required"):
         services.check_out(managed, actor=holder, reason=reason)
+    assert state_counts() == (0, 0, 0, 0, 0)
+
+
+def test_a_reason_takes_up_to_500_characters(managed, external, holder) -> None:
+    with pytest.raises(PamError, match=r"^The reason is at most 500 characters\.$"):
+        services.check_out(managed, actor=holder, reason="x" * 501)
+    assert state_counts() == (0, 0, 0, 0, 0)
+    assert services.check_out(external, actor=holder, reason="x" * 500).reason == "x" * 500
+
+
+def test_a_credential_deleted_meanwhile_is_refused_naming_it(platform, holder) -> None:
+    identity = factories.make_external_credential(platform)
+    Identity.objects.filter(pk=identity.pk).delete()
+    with pytest.raises(PamError, match=rf"^Identity #{identity.pk} no longer exists\.$"):
+        services.check_out(identity, actor=holder, reason="audit")
     assert state_counts() == (0, 0, 0, 0, 0)
 
 
@@ -282,6 +319,7 @@ def test_check_in_by_the_holder_starts_the_rotation(managed, holder) -> None:
     assert job.subject_id == str(managed.pk)
     assert job.triggered_by == holder
     assert job.trigger == Trigger.USER
+    assert job.triggered_by_label == "holder"
     assert job.params == {"session_id": session.pk}
     assert not CredentialState.objects.exists()
 
@@ -360,6 +398,76 @@ def test_a_check_in_starts_its_own_credentials_rotation_not_anothers(
     assert Job.objects.get(pk=theirs.pk).subject_id == str(another.pk)
 
 
+def test_another_job_on_the_credential_is_not_taken_for_its_rotation(managed, holder) -> None:
+    """Another kind of job on the same credential neither blocks its check-out nor is taken
+    (or released) for the rotation that replaces the password seen."""
+    remediation = enqueue(JobType.REMEDIATION, subject=managed, trigger_label="remediation")
+
+    ended = services.check_in(services.check_out(managed, actor=holder, reason="ops"), actor=holder)
+
+    assert ended.rotation_job is not None
+    assert ended.rotation_job.job_type == JobType.CREDENTIAL_ROTATION
+    assert ended.rotation_job.subject_id == str(managed.pk)
+    remediation.refresh_from_db()
+    assert remediation.status == JobStatus.PENDING
+
+
+def test_sessions_are_on_the_trail_naming_whose_session_and_its_rotation(
+    managed, external, holder, admin
+) -> None:
+    """What an audit reads: who checked out which credential, why and until when; who
+    ended whose session, why, and the rotation that replaces the password seen."""
+    by_admin = services.check_in(
+        services.check_out(managed, actor=holder, reason="audit"), actor=admin
+    )
+    by_holder = services.check_in(
+        services.check_out(external, actor=holder, reason="audit"), actor=holder
+    )
+
+    check_outs = TrailEntry.objects.filter(action="credential.checked_out").order_by("id")
+    assert [(e.actor, e.target_type, e.target_id, e.detail) for e in check_outs] == [
+        (
+            holder,
+            "identities.identity",
+            str(identity.pk),
+            {
+                "session": session.pk,
+                "reason": "audit",
+                "expires": DjangoJSONEncoder().default(session.expires_at),
+            },
+        )
+        for session, identity in ((by_admin, managed), (by_holder, external))
+    ]
+    entries = TrailEntry.objects.filter(action="credential.checked_in").order_by("id")
+    assert [(e.actor, e.target_type, e.target_id, e.detail) for e in entries] == [
+        (
+            admin,
+            "identities.identity",
+            str(managed.pk),
+            {
+                "session": by_admin.pk,
+                "holder": "holder",
+                "reason": "checked_in",
+                "for_someone_else": True,
+                "rotation_job": by_admin.rotation_job_id,
+            },
+        ),
+        (
+            holder,
+            "identities.identity",
+            str(external.pk),
+            {
+                "session": by_holder.pk,
+                "holder": "holder",
+                "reason": "checked_in",
+                "for_someone_else": False,
+                "rotation_job": None,
+            },
+        ),
+    ]
+    assert by_admin.rotation_job_id is not None
+
+
 # --- expiry ---------------------------------------------------------------------------------
 
 
@@ -410,6 +518,36 @@ def test_a_run_fills_its_batch_with_open_sessions_only(
         assert session.end_reason == EndReason.EXPIRED
     checked_in.refresh_from_db()
     assert checked_in.end_reason == EndReason.CHECKED_IN
+
+
+def test_a_session_checked_in_while_the_beat_runs_stays_checked_in(
+    managed, external, platform, holder, other, admin, monkeypatch
+) -> None:
+    """The beat lists the expired sessions first and locks each one after: a session its
+    holder checks in in between keeps that check-in (not "expired", no second trail entry),
+    and the sessions listed after it are still ended in the same run."""
+    third = factories.make_external_credential(platform, username="ops-bot-2")
+    first = services.check_out(external, actor=holder, reason="first", minutes=5)
+    second = services.check_out(managed, actor=other, reason="second", minutes=10)
+    last = services.check_out(third, actor=admin, reason="last", minutes=15)
+    end_session = services.end_session
+
+    def end_session_as_the_second_holder_checks_in(session, **kwargs) -> None:
+        if session.pk == first.pk:
+            services.check_in(second, actor=other)
+        end_session(session, **kwargs)
+
+    monkeypatch.setattr(services, "end_session", end_session_as_the_second_holder_checks_in)
+
+    assert services.expire_sessions(timezone.now() + timedelta(hours=1)) == 2
+
+    for session in (first, second, last):
+        session.refresh_from_db()
+    assert first.end_reason == last.end_reason == EndReason.EXPIRED
+    assert second.end_reason == EndReason.CHECKED_IN
+    assert second.ended_by == other
+    check_ins = TrailEntry.objects.filter(action="credential.checked_in", target_id=str(managed.pk))
+    assert [entry.actor for entry in check_ins] == [other]
 
 
 def test_the_beat_task_runs_the_expiry(external, holder) -> None:

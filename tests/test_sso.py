@@ -3,9 +3,13 @@ in with which role, every refusal an attacker or a misconfigured IdP causes, rep
 redirects after sign-in, single logout, and the SP metadata."""
 
 import datetime as dt
+import html
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import User
@@ -14,17 +18,20 @@ from django.test import Client
 from django.urls import reverse
 from lxml import etree  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
+from onelogin.saml2.utils import OneLogin_Saml2_Utils  # type: ignore[import-untyped]
 
 from accounts.models import UserRole
 from accounts.services import role_of
 from sandbox.saml_idp import (
     EMAIL_FORMAT,
     NS_SAML,
+    NS_SAMLP,
     AuthnRequest,
     SamlIdpSandbox,
     SandboxUser,
     ServiceProvider,
     decode_redirect_message,
+    saml_time,
 )
 from sso.models import UsedAssertion
 from tests import saml_support
@@ -567,6 +574,112 @@ def test_a_logout_response_this_browser_did_not_ask_for_is_refused(client, idp, 
     assert signed_in_user(client) is not None
 
 
+def unsigned_sls_path(parameter: str, xml: str) -> str:
+    """A logout message to the SLS over HTTP-Redirect, unsigned: what any site can send."""
+    encoded = OneLogin_Saml2_Utils.deflate_and_base64_encode(xml)
+    return f"{reverse('sso:sls')}?{parameter}={quote_plus(encoded)}"
+
+
+def refused_logout_reason(response: Any) -> str:
+    assert response.status_code == 400
+    text = html.unescape(response.content.decode())
+    assert "Sign-out message refused" in text
+    return text.split("sign-out message because ", 1)[1].split(".</p>", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("", "there is no SAML logout message in this request"),
+        ("SAMLRequest=bm90IGRlZmxhdGVk", "the identity provider's logout request is not readable"),
+    ],
+)
+def test_an_sls_visit_without_a_readable_logout_request_signs_no_one_out(
+    client, idp, sso, query, reason
+):
+    sign_in(client, idp, "alice@example.com")
+
+    response = client.get(f"{reverse('sso:sls')}?{query}")
+
+    assert refused_logout_reason(response) == reason
+    assert "You are still signed in to AccessHive." in response.content.decode()
+    assert signed_in_user(client) is not None
+
+
+def test_an_unreadable_logout_response_is_refused(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    client.post(reverse("sso:logout"))
+
+    response = client.get(f"{reverse('sso:sls')}?SAMLResponse=bm90IGRlZmxhdGVk")
+
+    assert refused_logout_reason(response) == (
+        "the identity provider's logout message is not readable"
+    )
+
+
+def test_the_sls_refuses_every_message_while_single_sign_on_is_not_configured(client):
+    response = client.get(f"{reverse('sso:sls')}?SAMLRequest=bm90IGRlZmxhdGVk")
+
+    assert refused_logout_reason(response).startswith("single sign-on is not completely configured")
+
+
+def test_a_logout_request_for_another_sls_is_refused_as_failing_its_checks(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    xml = (
+        f'<samlp:LogoutRequest xmlns:samlp="{NS_SAMLP}" xmlns:saml="{NS_SAML}" ID="_other" '
+        f'Version="2.0" IssueInstant="{saml_time(dt.datetime.now(dt.UTC))}" '
+        'Destination="https://elsewhere.example/sls">'
+        f"<saml:Issuer>{idp.entity_id}</saml:Issuer>"
+        f'<saml:NameID Format="{EMAIL_FORMAT}">alice@example.com</saml:NameID>'
+        "</samlp:LogoutRequest>"
+    )
+
+    response = client.get(unsigned_sls_path("SAMLRequest", xml))
+
+    assert refused_logout_reason(response) == (
+        "the logout message did not pass its checks (issuer, destination, request or expiry)"
+    )
+    assert signed_in_user(client) is not None
+
+
+def test_an_idp_that_could_not_sign_the_person_out_is_named(client, idp, sso):
+    sign_in(client, idp, "alice@example.com")
+    started = client.post(reverse("sso:logout"))["Location"]
+    request = decode_redirect_message(redirect_query(started)["SAMLRequest"])
+    request_id = etree.fromstring(request.encode()).get("ID")
+    xml = (
+        f'<samlp:LogoutResponse xmlns:samlp="{NS_SAMLP}" xmlns:saml="{NS_SAML}" ID="_answer" '
+        f'Version="2.0" IssueInstant="{saml_time(dt.datetime.now(dt.UTC))}" '
+        f'Destination="{SLS_URL}" InResponseTo="{request_id}">'
+        f"<saml:Issuer>{idp.entity_id}</saml:Issuer>"
+        '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/>'
+        "</samlp:Status></samlp:LogoutResponse>"
+    )
+
+    response = client.get(unsigned_sls_path("SAMLResponse", xml))
+
+    assert refused_logout_reason(response) == (
+        "the identity provider reported that it could not sign the person out"
+    )
+
+
+def test_a_logout_response_to_another_browsers_request_is_refused(client, idp, sso):
+    """Both browsers signed out; this one brings the IdP's answer to the other's request:
+    its InResponseTo is not this browser's request, so it is not taken as an answer."""
+    sign_in(client, idp, "alice@example.com")
+    other = Client()
+    sign_in(other, idp, "bob@example.com")
+    client.post(reverse("sso:logout"))
+    started = other.post(reverse("sso:logout"))["Location"]
+    answer = idp.handle("GET", started.removeprefix(idp.base_url[:-1]), {})
+
+    response = client.get(answer.location.removeprefix(SERVER))
+
+    assert refused_logout_reason(response) == (
+        "the logout message did not pass its checks (issuer, destination, request or expiry)"
+    )
+
+
 def test_signing_out_a_password_session_stays_local(client, idp, sso):
     client.force_login(User.objects.create_user("ops", "ops@example.com", "pw"))
 
@@ -574,6 +687,21 @@ def test_signing_out_a_password_session_stays_local(client, idp, sso):
 
     assert response["Location"] == reverse("login")
     assert signed_in_user(client) is None
+
+
+def test_an_admin_sees_the_trusted_certificates_subject_expiry_and_fingerprint(client, idp, sso):
+    """What an admin checks before the IdP's certificate expires or is replaced."""
+    certificate = x509.load_pem_x509_certificate(idp.signing_key.certificate_pem.encode())
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+
+    page = client.get(reverse("sso:settings")).content.decode()
+
+    fingerprint = certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert (
+        f"<tr><td>CN=AccessHive sandbox IdP</td>"
+        f"<td>{certificate.not_valid_after_utc:%Y-%m-%d %H:%M}</td>"
+        f"<td><code>{fingerprint}</code></td></tr>"
+    ) in page
 
 
 # --- metadata ---------------------------------------------------------------------------------

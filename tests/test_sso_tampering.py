@@ -1,6 +1,7 @@
 """XML-signature-wrapping and multi-assertion responses are refused and recorded on the trail
 as tampering attempts, apart from faulty or unreadable responses."""
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -138,8 +139,10 @@ def test_faulty_and_unreadable_responses_are_not_tampering(client, idp):
         in_response_to=request_id,
         tamper=lambda xml: xml.replace("<samlp:Status>", '<samlp:Status Extra="1">'),
     )
-    post_response(client, off_schema, relay_state)
+    answer = post_response(client, off_schema, relay_state)
 
+    assert answer.status_code == 400
+    assert "is not a well-formed SAML 2.0 response" in html.unescape(answer.content.decode())
     actions = list(
         TrailEntry.objects.filter(action__startswith="user.").values_list("action", "detail__code")
     )
