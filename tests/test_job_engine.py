@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -559,3 +560,16 @@ def test_an_attempt_past_its_soft_time_limit_is_recorded_as_timed_out(
     assert (attempt.outcome, attempt.error_message) == (AttemptOutcome.TIMED_OUT, job.error_message)
     (line,) = [r for r in caplog.records if r.getMessage() == "jobs.attempt.timed_out"]
     assert (line.levelname, line.will_retry) == ("WARNING", not last)  # type: ignore[attr-defined]
+
+
+def test_a_result_with_dates_and_ids_is_stored_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    when = timezone.now()
+    ref = uuid.uuid4()
+    monkeypatch.setitem(
+        registry._handlers, JobType.REMEDIATION, lambda job: {"at": when, "ref": ref}
+    )
+    job = deliver(services.enqueue(JobType.REMEDIATION))
+    assert job.status == JobStatus.COMPLETED
+    # As JavaScript writes dates (ECMA-262: milliseconds, Z), which the API hands on as is.
+    at = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert job.result == {"at": at, "ref": str(ref)}
