@@ -346,6 +346,29 @@ def test_an_answer_to_another_browsers_request_is_refused(idp, sso):
     assert post_response(victim, encoded, relay_state).status_code == 302
 
 
+def test_a_victims_assertion_rewrapped_as_an_answer_to_this_browser_is_refused(idp, sso):
+    """The assertion is signed, the response around it is not: an attacker who caught the
+    victim's assertion puts it in a response that answers the attacker's own request."""
+    victim, attacker = Client(), Client()
+    victims_request, _ = start_login(victim)
+    attackers_request, relay_state = start_login(attacker)
+
+    def answer_the_attacker(xml: str) -> str:  # the response's InResponseTo, not the assertion's
+        return xml.replace(
+            f'InResponseTo="{victims_request}"', f'InResponseTo="{attackers_request}"', 1
+        )
+
+    encoded = mint(
+        idp, "alice@example.com", in_response_to=victims_request, tamper=answer_the_attacker
+    )
+    response = post_response(attacker, encoded, relay_state)
+
+    assert response.status_code == 403
+    # The toolkit takes a bearer confirmation only if it answers the response's request.
+    assert "subject confirmation does not fit this sign-in" in refusal_text(response)
+    assert signed_in_user(attacker) is None
+
+
 def test_an_answer_to_a_request_nobody_sent_is_refused(client, idp, sso):
     start_login(client)
     response = post_response(client, mint(idp, "alice@example.com", in_response_to="_made_up"))
