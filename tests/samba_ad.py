@@ -198,6 +198,7 @@ class SambaAD:
         started = time.monotonic()
         tls = self.root / "tls"
         tls.mkdir()
+        (self.root / "run").mkdir()
         certificate, key = self.ca.issue()
         (tls / "cert.pem").write_text(certificate)
         (tls / "key.pem").write_text(key)
@@ -208,6 +209,8 @@ class SambaAD:
             "bind interfaces only": "yes",
             "server services": "ldap",
             "log file": str(self.root / "log.%m"),
+            # Its own pid file: the default /run/samba is shared by every run on the machine.
+            "pid directory": str(self.root / "run"),
             "tls enabled": "yes",
             "tls keyfile": str(tls / "key.pem"),
             "tls certfile": str(tls / "cert.pem"),
