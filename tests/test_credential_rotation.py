@@ -408,18 +408,21 @@ def test_a_user_gone_from_google_is_a_permanent_error_naming_the_cause(
     assert current_versions(identity) == [1]
 
 
+def remediation_rotation(identity: Identity) -> Job:
+    """The rotation a remediation job starts: no check-in, so no session behind it."""
+    return enqueue(
+        JobType.CREDENTIAL_ROTATION,
+        subject=identity,
+        params={"remediation_job_id": 1},
+        trigger="job",
+        trigger_label="remediation job 1",
+    )
+
+
 def test_a_refused_remediation_rotation_names_no_session(gws, identity) -> None:
     """A rotation no check-in started has no session whose holder saw the password."""
     gws.faults.add("users.update", status=403, reason="forbidden")
-    job = deliver(
-        enqueue(
-            JobType.CREDENTIAL_ROTATION,
-            subject=identity,
-            params={"remediation_job_id": 1},
-            trigger="job",
-            trigger_label="remediation job 1",
-        )
-    )
+    job = deliver(remediation_rotation(identity))
 
     assert job.status == JobStatus.FAILED
     assert (
@@ -578,15 +581,7 @@ def test_a_remediation_rotation_waits_while_the_credential_is_checked_out(
 ) -> None:
     session = services.check_out(identity, actor=holder, reason="maintenance")
     revealed = services.reveal_password(session, actor=holder)
-    job = deliver(
-        enqueue(
-            JobType.CREDENTIAL_ROTATION,
-            subject=identity,
-            params={"remediation_job_id": 1},
-            trigger="job",
-            trigger_label="remediation job 1",
-        )
-    )
+    job = deliver(remediation_rotation(identity))
     assert job.status == JobStatus.WAITING
     assert platform_password(gws, identity) == revealed
 
