@@ -1,6 +1,7 @@
 """Shared fixtures: service checks that skip loudly, or fail in CI."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -46,3 +47,18 @@ def counter_rows_made_afresh() -> None:
     from jobs import lifecycle
 
     lifecycle._types_with_counters.clear()
+
+
+@pytest.fixture
+def changes() -> Iterator[list[tuple[int, str, str]]]:
+    """The status changes the engine announces to the apps that follow their jobs."""
+    from jobs.signals import job_status_changed
+
+    seen: list[tuple[int, str, str]] = []
+
+    def follow(sender: object, *, job_id: int, from_status: str, to_status: str, **kw: object):
+        seen.append((job_id, from_status, to_status))
+
+    job_status_changed.connect(follow, weak=False)
+    yield seen
+    job_status_changed.disconnect(follow)

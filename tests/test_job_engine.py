@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -25,7 +24,6 @@ from jobs.models import (
     JobStatusCount,
     JobType,
 )
-from jobs.signals import job_status_changed
 from jobs.tasks import run_job
 from tests.inline import deliver
 
@@ -308,19 +306,6 @@ def engine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param == "orm":
         monkeypatch.setattr(lifecycle, "fast_sql", lambda: False)
     return str(request.param)
-
-
-@pytest.fixture
-def changes() -> Iterator[list[tuple[int, str, str]]]:
-    """The status changes the engine announces to the apps that follow their jobs."""
-    seen: list[tuple[int, str, str]] = []
-
-    def follow(sender: object, *, job_id: int, from_status: str, to_status: str, **kw: object):
-        seen.append((job_id, from_status, to_status))
-
-    job_status_changed.connect(follow, weak=False)
-    yield seen
-    job_status_changed.disconnect(follow)
 
 
 def claimed(job: Job, *, retries: int = 0, worker: str = "w") -> JobAttempt:
