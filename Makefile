@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench chaos clean venv coverage mutation
+.PHONY: run test lint bench chaos clean venv coverage mutation mutation-verify
 
 # The venv is made once with the machine's python3; the install re-runs only when
 # pyproject.toml is newer than the stamp (or the last install failed).
@@ -78,6 +78,11 @@ MUTATE ?=
 mutation: $(STAMP)
 	bash scripts/services.sh $(BIN)/mutmut run --max-children 1 $(MUTATE)
 	$(BIN)/python scripts/mutation_scores.py
+
+# Re-checks every kill of the last `make mutation` (or those MUTATE names) in a fresh pytest,
+# so a test that failed in mutmut's worker for another reason is not counted as a kill.
+mutation-verify: $(STAMP)
+	bash scripts/services.sh $(BIN)/python scripts/mutation_verify.py $(MUTATE)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do \

@@ -1,0 +1,119 @@
+"""Re-checks mutmut's "killed" and "timeout" verdicts, each in a fresh pytest process.
+
+mutmut runs each mutant in a worker forked from a long-lived process, and a test can fail
+there for a reason that is not the mutant (state a previous run left behind). This script
+trusts none of that: for each mutant mutmut reports killed or timed out, it starts a new
+`python -m pytest` in mutants/ with only that mutant active (MUTANT_UNDER_TEST, the switch
+mutmut's trampolines read) and the tests mutmut chose for it. A mutant whose tests pass there
+was not killed.
+
+Run after `make mutation`, under the same services: `make mutation-verify MUTATE="jobs.sweeper*"`
+(or `--sample N` per module for an estimate). Prints one line per false kill and a tally per
+module; the exit status is 1 when any kill did not hold.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import random
+import subprocess
+import sys
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from mutmut.utils.format_utils import mangled_name_from_mutant_name
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = ROOT / "mutants"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+# Far beyond any mutant's test run here (2 to 10 s, under a minute on a loaded machine): a
+# mutant that runs this long has made its tests hang, which mutmut counts as a kill too.
+HANG_SECONDS = 600
+
+
+def module_of(name: str) -> str:
+    return name.split("__mutmut_")[0].rsplit(".", 1)[0]
+
+
+def killed_mutants(patterns: list[str]) -> list[str]:
+    listing = subprocess.run(
+        [str(MUTMUT), "results", "--all", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    names = []
+    for line in listing.splitlines():
+        name, _, outcome = line.strip().rpartition(": ")
+        if outcome not in ("killed", "timeout") or "__mutmut_" not in name:
+            continue
+        if not patterns or any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+            names.append(name)
+    return names
+
+
+def pytest_args() -> list[str]:
+    with open(ROOT / "pyproject.toml", "rb") as project:
+        settings = tomllib.load(project)["tool"]["mutmut"]
+    return list(settings.get("pytest_add_cli_args", []))
+
+
+def tests_by_function() -> dict[str, list[str]]:
+    with open(MUTANTS / "mutmut-stats.json") as stats:
+        return dict(json.load(stats)["tests_by_mangled_function_name"])
+
+
+def still_killed(name: str, tests: list[str], extra_args: list[str]) -> bool | None:
+    """True when the mutant's tests fail (or hang) in a fresh pytest, False when they pass,
+    None when pytest could not run them (collection error, interrupted)."""
+    command = [sys.executable, "-m", "pytest", "--rootdir=.", "--tb=no", *extra_args, *tests]
+    env = {**os.environ, "MUTANT_UNDER_TEST": name}
+    try:
+        result = subprocess.run(
+            command, cwd=MUTANTS, env=env, capture_output=True, text=True, timeout=HANG_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        return True
+    return {0: False, 1: True}.get(result.returncode)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("patterns", nargs="*", help="mutant names or globs (default: all)")
+    parser.add_argument("--sample", type=int, help="check at most N random kills per module")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed")
+    options = parser.parse_args()
+
+    names = killed_mutants(options.patterns)
+    if options.sample:
+        by_module: dict[str, list[str]] = defaultdict(list)
+        for name in names:
+            by_module[module_of(name)].append(name)
+        chooser = random.Random(options.seed)  # noqa: S311 - a sample, not a secret
+        names = [
+            name
+            for module_names in by_module.values()
+            for name in chooser.sample(module_names, min(options.sample, len(module_names)))
+        ]
+    tests = tests_by_function()
+    extra_args = pytest_args()
+    tally: dict[str, Counter[str]] = defaultdict(Counter)
+    for name in sorted(names):
+        verdict = still_killed(
+            name, sorted(tests.get(mangled_name_from_mutant_name(name), [])), extra_args
+        )
+        outcome = {True: "held", False: "false kill", None: "error"}[verdict]
+        tally[module_of(name)][outcome] += 1
+        if verdict is not True:
+            print(f"{outcome}: {name}", flush=True)
+    print(f"{'module':32} {'held':>6} {'false kill':>10} {'error':>6}")
+    for module, counts in sorted(tally.items()):
+        print(f"{module:32} {counts['held']:>6} {counts['false kill']:>10} {counts['error']:>6}")
+    return int(any(counts["false kill"] or counts["error"] for counts in tally.values()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
