@@ -9,7 +9,8 @@ was not killed.
 
 Run after `make mutation`, under the same services: `make mutation-verify MUTATE="jobs.sweeper*"`
 (or `--sample N` per module for an estimate). Prints one line per false kill and a tally per
-module; the exit status is 1 when any kill did not hold.
+module; the exit status is 1 when any kill did not hold. A kill holds when a test fails with the
+mutant and the same test, run again alone without it, passes.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import fnmatch
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tomllib
@@ -31,6 +33,8 @@ MUTMUT = Path(sys.executable).parent / "mutmut"
 # Far beyond any mutant's test run here (2 to 10 s, under a minute on a loaded machine): a
 # mutant that runs this long has made its tests hang, which mutmut counts as a kill too.
 HANG_SECONDS = 600
+# pytest's short summary line of a failed test (-rf): "FAILED tests/x.py::test_y[id] - why".
+FAILED = re.compile(r"^FAILED (?P<test>[^\s\[]+(?:\[[^\]]*\])?)", re.MULTILINE)
 
 
 def module_of(name: str) -> str:
@@ -66,18 +70,39 @@ def tests_by_function() -> dict[str, list[str]]:
         return dict(json.load(stats)["tests_by_mangled_function_name"])
 
 
-def still_killed(name: str, tests: list[str], extra_args: list[str]) -> bool | None:
-    """True when the mutant's tests fail (or hang) in a fresh pytest, False when they pass,
-    None when pytest could not run them (collection error, interrupted)."""
-    command = [sys.executable, "-m", "pytest", "--rootdir=.", "--tb=no", *extra_args, *tests]
-    env = {**os.environ, "MUTANT_UNDER_TEST": name}
+def run_pytest(tests: list[str], extra_args: list[str], mutant: str) -> tuple[int, str]:
+    """pytest's exit status (-1 when it hung) and the first test that failed."""
+    command = [sys.executable, "-m", "pytest", "--rootdir=.", "--tb=no", "-rf", *extra_args]
+    env = {**os.environ, "MUTANT_UNDER_TEST": mutant}
     try:
         result = subprocess.run(
-            command, cwd=MUTANTS, env=env, capture_output=True, text=True, timeout=HANG_SECONDS
+            [*command, *tests],
+            cwd=MUTANTS,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HANG_SECONDS,
         )
     except subprocess.TimeoutExpired:
-        return True
-    return {0: False, 1: True}.get(result.returncode)
+        return -1, ""
+    failed = FAILED.search(result.stdout)
+    return result.returncode, failed["test"] if failed else ""
+
+
+def verdict(name: str, tests: list[str], extra_args: list[str]) -> str:
+    """ "held" when a test fails with the mutant (or hangs) and the same test passes without
+    it; "false kill" when the tests pass with the mutant; "flaky" when the failing test also
+    fails without the mutant (a loaded machine, a test's state); "error" when pytest could
+    not run them (collection error, interrupted)."""
+    status, failed = run_pytest(tests, extra_args, name)
+    if status == 0:
+        return "false kill"
+    if status == -1:
+        return "held"
+    if status != 1 or not failed:
+        return "error"
+    status, _ = run_pytest([failed], extra_args, "")
+    return "held" if status == 0 else "flaky"
 
 
 def main() -> int:
@@ -98,21 +123,22 @@ def main() -> int:
             for module_names in by_module.values()
             for name in chooser.sample(module_names, min(options.sample, len(module_names)))
         ]
-    tests = tests_by_function()
+    tests_of = tests_by_function()
     extra_args = pytest_args()
     tally: dict[str, Counter[str]] = defaultdict(Counter)
     for name in sorted(names):
-        verdict = still_killed(
-            name, sorted(tests.get(mangled_name_from_mutant_name(name), [])), extra_args
-        )
-        outcome = {True: "held", False: "false kill", None: "error"}[verdict]
+        tests = sorted(tests_of.get(mangled_name_from_mutant_name(name), []))
+        outcome = verdict(name, tests, extra_args)
         tally[module_of(name)][outcome] += 1
-        if verdict is not True:
+        if outcome != "held":
             print(f"{outcome}: {name}", flush=True)
-    print(f"{'module':32} {'held':>6} {'false kill':>10} {'error':>6}")
+    print(f"{'module':32} {'held':>6} {'false kill':>10} {'flaky':>6} {'error':>6}")
     for module, counts in sorted(tally.items()):
-        print(f"{module:32} {counts['held']:>6} {counts['false kill']:>10} {counts['error']:>6}")
-    return int(any(counts["false kill"] or counts["error"] for counts in tally.values()))
+        print(
+            f"{module:32} {counts['held']:>6} {counts['false kill']:>10} {counts['flaky']:>6} "
+            f"{counts['error']:>6}"
+        )
+    return int(any(sum(counts.values()) > counts["held"] for counts in tally.values()))
 
 
 if __name__ == "__main__":
