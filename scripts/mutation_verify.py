@@ -33,8 +33,9 @@ MUTMUT = Path(sys.executable).parent / "mutmut"
 # Far beyond any mutant's test run here (2 to 10 s, under a minute on a loaded machine): a
 # mutant that runs this long has made its tests hang, which mutmut counts as a kill too.
 HANG_SECONDS = 600
-# pytest's short summary line of a failed test (-rf): "FAILED tests/x.py::test_y[id] - why".
-FAILED = re.compile(r"^FAILED (?P<test>[^\s\[]+(?:\[[^\]]*\])?)", re.MULTILINE)
+# pytest's short summary line of a test that failed, or whose fixture did (-rfE):
+# "FAILED tests/x.py::test_y[id] - why", "ERROR tests/x.py::test_z - why".
+FAILED = re.compile(r"^(?:FAILED|ERROR) (?P<test>[^\s\[]+(?:\[[^\]]*\])?)", re.MULTILINE)
 
 
 def module_of(name: str) -> str:
@@ -72,7 +73,7 @@ def tests_by_function() -> dict[str, list[str]]:
 
 def run_pytest(tests: list[str], extra_args: list[str], mutant: str) -> tuple[int, str]:
     """pytest's exit status (-1 when it hung) and the first test that failed."""
-    command = [sys.executable, "-m", "pytest", "--rootdir=.", "--tb=no", "-rf", *extra_args]
+    command = [sys.executable, "-m", "pytest", "--rootdir=.", "--tb=no", "-rfE", *extra_args]
     env = {**os.environ, "MUTANT_UNDER_TEST": mutant}
     try:
         result = subprocess.run(
