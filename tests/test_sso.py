@@ -33,6 +33,7 @@ from sandbox.saml_idp import (
     decode_redirect_message,
     saml_time,
 )
+from sso import saml
 from sso.models import UsedAssertion
 from tests import saml_support
 from tests.saml_support import (
@@ -253,6 +254,20 @@ REFUSALS = [
         "wrong_issuer",
         id="wrong-issuer",
     ),
+    pytest.param(
+        # The toolkit checks the audience only when there is one: any SP would take this.
+        lambda: {"audience": ""},
+        "the assertion does not say which service it is meant for (audience)",
+        "no_audience",
+        id="no-audience",
+    ),
+    pytest.param(
+        # The toolkit takes an assertion with no end at all; its ID could never be forgotten.
+        lambda: {"confirmation_expires": False, "conditions_expire": False},
+        "the assertion has no expiry time (NotOnOrAfter), so it could be replayed",
+        "no_expiry",
+        id="never-expires",
+    ),
 ]
 
 
@@ -280,6 +295,49 @@ def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, opti
         record.getMessage() == "sso.signin.refused" and record.reason == refused.detail["code"]
         for record in caplog.records
     )
+
+
+DRIFT = dt.timedelta(seconds=saml.CLOCK_DRIFT_SECONDS)
+
+# (how the response's bearer confirmation and Conditions end, given ``ends``: the moment the
+# toolkit stops taking it, until which its ID is kept to refuse a replay)
+LIFETIMES = [
+    pytest.param(lambda ends: {}, lambda ends: ends, id="both-end-together"),
+    pytest.param(
+        lambda ends: {"confirmation_not_on_or_after": ends - dt.timedelta(minutes=5)},
+        lambda ends: ends - dt.timedelta(minutes=5),
+        id="confirmation-ends-first",
+    ),
+    pytest.param(
+        # The toolkit allows the clock drift on Conditions, not on the confirmation.
+        lambda ends: {"confirmation_not_on_or_after": ends + dt.timedelta(hours=1)},
+        lambda ends: ends + DRIFT,
+        id="conditions-end-first",
+    ),
+    pytest.param(
+        lambda ends: {"confirmation_expires": False},
+        lambda ends: ends + DRIFT,
+        id="no-confirmation-end",
+    ),
+    pytest.param(
+        lambda ends: {"conditions_expire": False}, lambda ends: ends, id="no-conditions-end"
+    ),
+]
+
+
+@pytest.mark.parametrize(("lifetime", "kept_until"), LIFETIMES)
+def test_a_used_assertion_is_kept_while_it_could_still_be_replayed(
+    client, idp, sso, lifetime, kept_until
+):
+    ends = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).replace(microsecond=0)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp, "alice@example.com", in_response_to=request_id, not_on_or_after=ends, **lifetime(ends)
+    )
+
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+    assert UsedAssertion.objects.get().not_on_or_after == kept_until(ends)
 
 
 def test_the_same_response_posted_twice_is_refused(client, idp, sso):
@@ -511,6 +569,31 @@ def test_signing_out_ends_the_session_here_and_at_the_idp(client, idp, sso):
     back = client.get(reply.location.removeprefix(SERVER), follow=True)
     assert back.redirect_chain[-1] == (reverse("login"), 302)
     assert "signed out of AccessHive and of your identity provider" in back.content.decode()
+
+
+@pytest.mark.parametrize("qualified", [True, False], ids=["qualified", "unqualified"])
+def test_the_logout_request_names_the_person_as_the_idp_did(client, idp, sso, qualified):
+    """An IdP finds the session by the NameID exactly as it issued it, qualifiers included."""
+    qualifiers = (idp.entity_id, SP_ENTITY_ID) if qualified else (None, None)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "alice@example.com",
+        in_response_to=request_id,
+        name_qualifier=qualifiers[0] or "",
+        sp_name_qualifier=qualifiers[1] or "",
+        session_index="_session-1",
+    )
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+    response = client.post(reverse("sso:logout"))
+
+    request = decode_redirect_message(redirect_query(response["Location"])["SAMLRequest"])
+    root = etree.fromstring(request.encode())
+    name_id = root.find(f"{{{NS_SAML}}}NameID")
+    assert (name_id.text, name_id.get("Format")) == ("alice@example.com", EMAIL_FORMAT)
+    assert (name_id.get("NameQualifier"), name_id.get("SPNameQualifier")) == qualifiers
+    assert [node.text for node in root.findall(f"{{{NS_SAMLP}}}SessionIndex")] == ["_session-1"]
 
 
 def test_the_idp_signing_the_person_out_ends_their_session(client, idp, sso):
