@@ -2,10 +2,12 @@
 in with which role, every refusal an attacker or a misconfigured IdP causes, replays,
 redirects after sign-in, single logout, and the SP metadata."""
 
+import base64
 import datetime as dt
 import html
+import re
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 from cryptography import x509
@@ -17,6 +19,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import reverse
 from lxml import etree  # type: ignore[import-untyped]
+from onelogin.saml2.constants import OneLogin_Saml2_Constants  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
 from onelogin.saml2.utils import OneLogin_Saml2_Utils  # type: ignore[import-untyped]
 
@@ -639,6 +642,28 @@ def test_a_logout_request_with_a_forged_signature_is_refused(client, idp, sso):
     assert signed_in_user(client) is not None
 
 
+def test_a_logout_request_signed_over_its_query_as_sent_is_accepted(client, idp, sso):
+    """ADFS escapes the query string in lower case and signs it as sent: the signature is
+    checked over the query exactly as it came, not as Python would encode it again."""
+    sign_in(client, idp, "alice@example.com")
+    unsigned = idp.logout_request_url("alice@example.com", SP_ENTITY_ID, signed=False)
+
+    def escaped(value: str) -> str:
+        return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(value, safe=""))
+
+    query = (
+        f"SAMLRequest={escaped(redirect_query(unsigned)['SAMLRequest'])}"
+        f"&SigAlg={escaped(OneLogin_Saml2_Constants.RSA_SHA256)}"
+    )
+    signature = base64.b64encode(idp.signing_key.sign(query.encode())).decode()
+
+    response = client.get(f"{reverse('sso:sls')}?{query}&Signature={escaped(signature)}")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(idp.slo_url + "?")
+    assert signed_in_user(client) is None
+
+
 def test_an_unsigned_logout_request_needs_this_sessions_index(client, idp, sso):
     sign_in(client, idp, "alice@example.com")
     guessed = idp.logout_request_url(
@@ -834,6 +859,30 @@ def test_the_sp_metadata_is_public_and_valid(client):
         "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
     )
     assert descriptor.find(f"{{{md}}}SingleLogoutService").get("Location") == SLS_URL
+
+
+def test_a_sign_in_over_https_behind_a_proxy_is_checked_against_the_https_urls(
+    client, idp, settings
+):
+    """Behind a TLS-terminating proxy the response is addressed to https://: AccessHive's
+    own URLs must be https too, or every honest response fails its destination check."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # As a proxy forwards it: the Host header, and the scheme the browser used.
+    client.defaults.update(HTTP_HOST="testserver", HTTP_X_FORWARDED_PROTO="https")
+    configure(idp)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "alice@example.com",
+        in_response_to=request_id,
+        acs_url=ACS_URL.replace("http://", "https://"),
+        audience=SP_ENTITY_ID.replace("http://", "https://"),
+    )
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 302, response.content.decode()
+    assert signed_in_user(client) == User.objects.get(username="alice@example.com")
 
 
 def test_the_sp_urls_follow_the_proxy_settings(client, settings):
