@@ -297,6 +297,11 @@ class SamlIdpSandbox(ServedInThread):
         session_index: str | None = None,
         name_id: str | None = None,
         name_id_format: str = EMAIL_FORMAT,
+        name_qualifier: str = "",
+        sp_name_qualifier: str = "",
+        confirmation_not_on_or_after: dt.datetime | None = None,
+        confirmation_expires: bool = True,
+        conditions_expire: bool = True,
         attributes: Mapping[str, Sequence[str]] | None = None,
         issuer: str | None = None,
         status: str = STATUS_SUCCESS,
@@ -307,8 +312,11 @@ class SamlIdpSandbox(ServedInThread):
     ) -> str:
         """A samlp:Response for ``email`` (a configured user, or anyone given
         ``attributes``). destination and recipient default to ``acs_url``; pass "" to leave
-        them out. ``signing_key`` signs instead of the IdP's own key; ``tamper`` edits the
-        XML after signing."""
+        them out. ``not_on_or_after`` ends both the bearer confirmation and the Conditions;
+        ``confirmation_not_on_or_after`` ends the confirmation at another time, and
+        ``confirmation_expires`` / ``conditions_expire`` False leave either without an end.
+        ``signing_key`` signs instead of the IdP's own key; ``tamper`` edits the XML after
+        signing."""
         now = issue_instant or dt.datetime.now(dt.UTC)
         if attributes is None:
             attributes = self.user(email).attributes
@@ -317,7 +325,12 @@ class SamlIdpSandbox(ServedInThread):
         expiry = saml_time(not_on_or_after or now + ASSERTION_LIFETIME)
         starts = not_before or now - dt.timedelta(seconds=30)
         session_index = session_index or new_id()
-        confirmation = f"NotOnOrAfter={quoteattr(expiry)}"
+        confirmation_expiry = (
+            saml_time(confirmation_not_on_or_after) if confirmation_not_on_or_after else expiry
+        )
+        confirmation = (
+            f"NotOnOrAfter={quoteattr(confirmation_expiry)}" if confirmation_expires else ""
+        )
         recipient = acs_url if recipient is None else recipient
         if recipient:
             confirmation += f" Recipient={quoteattr(recipient)}"
@@ -341,13 +354,17 @@ class SamlIdpSandbox(ServedInThread):
             f"IssueInstant={quoteattr(saml_time(now))}>"
             f"<saml:Issuer>{escape(issuer)}</saml:Issuer>"
             "<saml:Subject>"
-            f"<saml:NameID Format={quoteattr(name_id_format)}>"
+            f"<saml:NameID Format={quoteattr(name_id_format)}"
+            + (f" NameQualifier={quoteattr(name_qualifier)}" if name_qualifier else "")
+            + (f" SPNameQualifier={quoteattr(sp_name_qualifier)}" if sp_name_qualifier else "")
+            + ">"
             f"{escape(name_id or email)}</saml:NameID>"
             f'<saml:SubjectConfirmation Method="{BEARER}">'
             f"<saml:SubjectConfirmationData {confirmation}/>"
             "</saml:SubjectConfirmation></saml:Subject>"
-            f"<saml:Conditions NotBefore={quoteattr(saml_time(starts))} "
-            f"NotOnOrAfter={quoteattr(expiry)}>"
+            f"<saml:Conditions NotBefore={quoteattr(saml_time(starts))}"
+            + (f" NotOnOrAfter={quoteattr(expiry)}" if conditions_expire else "")
+            + ">"
             f"<saml:AudienceRestriction><saml:Audience>{escape(audience)}</saml:Audience>"
             "</saml:AudienceRestriction></saml:Conditions>"
             f"<saml:AuthnStatement AuthnInstant={quoteattr(saml_time(now))} "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.http import HttpRequest
@@ -287,6 +288,8 @@ def verify_response(config: SamlSettings, request: HttpRequest, encoded: str) ->
             "the identity provider's answer is not a readable SAML response",
             status=400,
         ) from exc
+    except xmlsec.Error as exc:  # reading the response calls xmlsec only to decrypt it
+        raise SignInRefused("encryption", _UNDECRYPTABLE) from exc
     except Exception as exc:  # base64, XML and DTD errors each have their own type
         raise SignInRefused(
             "malformed",
@@ -404,6 +407,11 @@ _BAD_SIGNATURE = (
     "the assertion's signature did not verify against the identity provider's certificate"
 )
 _MALFORMED = "the identity provider's answer is not a well-formed SAML 2.0 response"
+_UNDECRYPTABLE = (
+    "the assertion is encrypted to a certificate whose key AccessHive does not hold (the "
+    "identity provider may still have an older AccessHive certificate); give it AccessHive's "
+    "current metadata, or turn assertion encryption off there"
+)
 _REASONS: dict[int, tuple[str, str]] = {
     OneLogin_Saml2_ValidationError.INVALID_SIGNATURE: ("bad_signature", _BAD_SIGNATURE),
     OneLogin_Saml2_ValidationError.WRONG_SIGNED_ELEMENT: ("bad_signature", _BAD_SIGNATURE),

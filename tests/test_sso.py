@@ -2,10 +2,12 @@
 in with which role, every refusal an attacker or a misconfigured IdP causes, replays,
 redirects after sign-in, single logout, and the SP metadata."""
 
+import base64
 import datetime as dt
 import html
+import re
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 from cryptography import x509
@@ -17,6 +19,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import reverse
 from lxml import etree  # type: ignore[import-untyped]
+from onelogin.saml2.constants import OneLogin_Saml2_Constants  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
 from onelogin.saml2.utils import OneLogin_Saml2_Utils  # type: ignore[import-untyped]
 
@@ -33,6 +36,7 @@ from sandbox.saml_idp import (
     decode_redirect_message,
     saml_time,
 )
+from sso import saml
 from sso.models import UsedAssertion
 from tests import saml_support
 from tests.saml_support import (
@@ -253,6 +257,20 @@ REFUSALS = [
         "wrong_issuer",
         id="wrong-issuer",
     ),
+    pytest.param(
+        # The toolkit checks the audience only when there is one: any SP would take this.
+        lambda: {"audience": ""},
+        "the assertion does not say which service it is meant for (audience)",
+        "no_audience",
+        id="no-audience",
+    ),
+    pytest.param(
+        # The toolkit takes an assertion with no end at all; its ID could never be forgotten.
+        lambda: {"confirmation_expires": False, "conditions_expire": False},
+        "the assertion has no expiry time (NotOnOrAfter), so it could be replayed",
+        "no_expiry",
+        id="never-expires",
+    ),
 ]
 
 
@@ -280,6 +298,49 @@ def test_a_response_that_fails_a_check_is_refused(client, idp, sso, caplog, opti
         record.getMessage() == "sso.signin.refused" and record.reason == refused.detail["code"]
         for record in caplog.records
     )
+
+
+DRIFT = dt.timedelta(seconds=saml.CLOCK_DRIFT_SECONDS)
+
+# (how the response's bearer confirmation and Conditions end, given ``ends``: the moment the
+# toolkit stops taking it, until which its ID is kept to refuse a replay)
+LIFETIMES = [
+    pytest.param(lambda ends: {}, lambda ends: ends, id="both-end-together"),
+    pytest.param(
+        lambda ends: {"confirmation_not_on_or_after": ends - dt.timedelta(minutes=5)},
+        lambda ends: ends - dt.timedelta(minutes=5),
+        id="confirmation-ends-first",
+    ),
+    pytest.param(
+        # The toolkit allows the clock drift on Conditions, not on the confirmation.
+        lambda ends: {"confirmation_not_on_or_after": ends + dt.timedelta(hours=1)},
+        lambda ends: ends + DRIFT,
+        id="conditions-end-first",
+    ),
+    pytest.param(
+        lambda ends: {"confirmation_expires": False},
+        lambda ends: ends + DRIFT,
+        id="no-confirmation-end",
+    ),
+    pytest.param(
+        lambda ends: {"conditions_expire": False}, lambda ends: ends, id="no-conditions-end"
+    ),
+]
+
+
+@pytest.mark.parametrize(("lifetime", "kept_until"), LIFETIMES)
+def test_a_used_assertion_is_kept_while_it_could_still_be_replayed(
+    client, idp, sso, lifetime, kept_until
+):
+    ends = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).replace(microsecond=0)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp, "alice@example.com", in_response_to=request_id, not_on_or_after=ends, **lifetime(ends)
+    )
+
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+    assert UsedAssertion.objects.get().not_on_or_after == kept_until(ends)
 
 
 def test_the_same_response_posted_twice_is_refused(client, idp, sso):
@@ -513,6 +574,31 @@ def test_signing_out_ends_the_session_here_and_at_the_idp(client, idp, sso):
     assert "signed out of AccessHive and of your identity provider" in back.content.decode()
 
 
+@pytest.mark.parametrize("qualified", [True, False], ids=["qualified", "unqualified"])
+def test_the_logout_request_names_the_person_as_the_idp_did(client, idp, sso, qualified):
+    """An IdP finds the session by the NameID exactly as it issued it, qualifiers included."""
+    qualifiers = (idp.entity_id, SP_ENTITY_ID) if qualified else (None, None)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "alice@example.com",
+        in_response_to=request_id,
+        name_qualifier=qualifiers[0] or "",
+        sp_name_qualifier=qualifiers[1] or "",
+        session_index="_session-1",
+    )
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+    response = client.post(reverse("sso:logout"))
+
+    request = decode_redirect_message(redirect_query(response["Location"])["SAMLRequest"])
+    root = etree.fromstring(request.encode())
+    name_id = root.find(f"{{{NS_SAML}}}NameID")
+    assert (name_id.text, name_id.get("Format")) == ("alice@example.com", EMAIL_FORMAT)
+    assert (name_id.get("NameQualifier"), name_id.get("SPNameQualifier")) == qualifiers
+    assert [node.text for node in root.findall(f"{{{NS_SAMLP}}}SessionIndex")] == ["_session-1"]
+
+
 def test_the_idp_signing_the_person_out_ends_their_session(client, idp, sso):
     sign_in(client, idp, "alice@example.com")
 
@@ -554,6 +640,28 @@ def test_a_logout_request_with_a_forged_signature_is_refused(client, idp, sso):
     assert response.status_code == 400
     assert "signature did not verify" in response.content.decode()
     assert signed_in_user(client) is not None
+
+
+def test_a_logout_request_signed_over_its_query_as_sent_is_accepted(client, idp, sso):
+    """ADFS escapes the query string in lower case and signs it as sent: the signature is
+    checked over the query exactly as it came, not as Python would encode it again."""
+    sign_in(client, idp, "alice@example.com")
+    unsigned = idp.logout_request_url("alice@example.com", SP_ENTITY_ID, signed=False)
+
+    def escaped(value: str) -> str:
+        return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(value, safe=""))
+
+    query = (
+        f"SAMLRequest={escaped(redirect_query(unsigned)['SAMLRequest'])}"
+        f"&SigAlg={escaped(OneLogin_Saml2_Constants.RSA_SHA256)}"
+    )
+    signature = base64.b64encode(idp.signing_key.sign(query.encode())).decode()
+
+    response = client.get(f"{reverse('sso:sls')}?{query}&Signature={escaped(signature)}")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(idp.slo_url + "?")
+    assert signed_in_user(client) is None
 
 
 def test_an_unsigned_logout_request_needs_this_sessions_index(client, idp, sso):
@@ -751,6 +859,30 @@ def test_the_sp_metadata_is_public_and_valid(client):
         "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
     )
     assert descriptor.find(f"{{{md}}}SingleLogoutService").get("Location") == SLS_URL
+
+
+def test_a_sign_in_over_https_behind_a_proxy_is_checked_against_the_https_urls(
+    client, idp, settings
+):
+    """Behind a TLS-terminating proxy the response is addressed to https://: AccessHive's
+    own URLs must be https too, or every honest response fails its destination check."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # As a proxy forwards it: the Host header, and the scheme the browser used.
+    client.defaults.update(HTTP_HOST="testserver", HTTP_X_FORWARDED_PROTO="https")
+    configure(idp)
+    request_id, relay_state = start_login(client)
+    encoded = mint(
+        idp,
+        "alice@example.com",
+        in_response_to=request_id,
+        acs_url=ACS_URL.replace("http://", "https://"),
+        audience=SP_ENTITY_ID.replace("http://", "https://"),
+    )
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 302, response.content.decode()
+    assert signed_in_user(client) == User.objects.get(username="alice@example.com")
 
 
 def test_the_sp_urls_follow_the_proxy_settings(client, settings):

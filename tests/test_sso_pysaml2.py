@@ -2,6 +2,7 @@
 signed Response alone (refused unless the admin accepts it), AccessHive's SP key signing
 its AuthnRequests and metadata, and encrypted assertions."""
 
+import html
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -193,3 +194,24 @@ def test_an_encrypted_assertion_without_an_sp_key_is_refused_with_what_to_do(cli
     assert "encrypted" in text
     assert "sso_generate_sp_key" in text
     assert signed_in(client) is None
+
+
+def test_an_assertion_encrypted_to_a_replaced_sp_certificate_is_refused_with_what_to_do(
+    client, make_idp
+):
+    """The SP key was generated anew after the IdP read our metadata: the IdP still encrypts
+    to the old certificate, whose key is gone."""
+    generate_sp_key(actor=None)
+    idp = make_idp()
+    old_certificate = SamlSettings.objects.get().sp_certificate
+    generate_sp_key(actor=None)
+
+    response = sign_in(client, idp, encrypt_to=old_certificate)
+
+    assert response.status_code == 403
+    text = html.unescape(response.content.decode())
+    assert "encrypted to a certificate whose key AccessHive does not hold" in text
+    assert "current metadata" in text
+    assert signed_in(client) is None
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert refused.detail["code"] == "encryption"
