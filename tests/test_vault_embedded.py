@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
 from jobs.errors import JobError, PermanentError, TransientError
@@ -691,3 +692,25 @@ def test_a_key_with_a_stray_character_is_refused(use_keys):
     for stray in ("*", "!", "\u00e9"):
         with pytest.raises(ImproperlyConfigured, match="'stray' is not valid base64"):
             use_keys(f"stray:{material[:20]}{stray}{material[20:]}")
+
+
+@pytest.mark.parametrize("insert", ["copy", "orm"])
+def test_write_new_stores_the_same_rows_by_copy_and_by_the_orm(vault, monkeypatch, insert):
+    """PostgreSQL takes new rows by COPY; any other database (SQLite under `make run`) by
+    bulk_create. Both paths run here, on PostgreSQL, by naming another vendor for the ORM one."""
+    if insert == "orm":
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+    before = timezone.now()
+    assert vault.write_new({}) == []
+
+    refs = vault.write_new({"imports/a": {"api_key": "k-a"}, "imports/b": {"api_key": "k-b"}})
+
+    monkeypatch.undo()
+    assert [str(ref) for ref in refs] == ["vault:imports/a#1", "vault:imports/b#1"]
+    rows = EncryptedSecret.objects.order_by("path")
+    assert [(row.path, row.version, row.key_id, row.deleted) for row in rows] == [
+        ("imports/a", 1, "key-a", False),
+        ("imports/b", 1, "key-a", False),
+    ]
+    assert all(before <= row.created_at <= timezone.now() for row in rows)
+    assert vault.read("imports/b") == {"api_key": "k-b"}
