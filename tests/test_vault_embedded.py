@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
+from imports.services import upload_key_ring
 from jobs.errors import JobError, PermanentError, TransientError
 from tests.conftest import require_services
 from vault.backends import VaultSettings, get_vault
@@ -714,3 +715,14 @@ def test_write_new_stores_the_same_rows_by_copy_and_by_the_orm(vault, monkeypatc
     ]
     assert all(before <= row.created_at <= timezone.now() for row in rows)
     assert vault.read("imports/b") == {"api_key": "k-b"}
+
+
+def test_import_uploads_take_the_keys_from_one_comma_separated_string(settings):
+    """The imports seal uploads with KeyRing.from_lines(settings.VAULT_EMBEDDED_KEYS) itself,
+    so the comma form a hand-written settings file may give reaches from_lines as a string."""
+    settings.VAULT_EMBEDDED_KEYS = f"{KEY_B},{KEY_A},"
+    ring = upload_key_ring()
+    assert (ring.primary_id, ring.key_ids) == ("key-b", ["key-b", "key-a"])
+    label = b"imports/1/1"
+    key_id, blob = KeyRing.from_lines([KEY_A]).seal(b"row 1", label)
+    assert ring.open(key_id, blob, label, label="upload") == b"row 1"
