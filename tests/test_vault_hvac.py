@@ -76,11 +76,13 @@ def vault_checks() -> list[checks.CheckMessage]:
     ]
 
 
-def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings):
+def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings, prefix):
     assert isinstance(vault, HvacVault)
     assert isinstance(vault, CredentialVault)
     assert get_vault() is vault
-    assert openbao.url in repr(vault)
+    assert repr(vault) == (
+        f"<HvacVault addr='{openbao.url}' mount='secret' prefix='{prefix}' auth=approle>"
+    )
     assert vault_settings.VAULT_SECRET_ID not in repr(vault)
     assert vault_checks() == []
 
@@ -252,14 +254,18 @@ def test_concurrent_writes_without_cas_all_land_as_distinct_versions(vault_setti
     assert values == {f"value-{n}" for n in range(writers)}
 
 
-def test_bad_token_is_permission_denied_on_one_line(vault_settings):
+def test_bad_token_is_permission_denied_on_one_line(vault_settings, openbao):
     vault_settings.VAULT_ROLE_ID = ""
     vault_settings.VAULT_SECRET_ID = ""
     vault_settings.VAULT_TOKEN = "s.wrong-token"
     vault = get_vault()
+    since = openbao.audit_lines()
 
     with pytest.raises(VaultPermissionDenied) as excinfo:
         vault.read(PATH)
+
+    # A static token has no fresh login to try: refused once, not asked again.
+    assert len(openbao.answers("sys/internal/ui/mounts/secret", since=since)) == 1
 
     message = str(excinfo.value)
     assert "permission denied" in message
@@ -286,6 +292,9 @@ def test_a_policy_denial_is_one_readable_line_and_one_login(vault_settings, open
     # The first login, then one more for the whole burst (the token had worked: it read the
     # mount), not one per refused request.
     assert len(openbao.answers(LOGIN, since=since)) == 2
+    # The first read is tried again with the fresh token; the rest, refused to a token that
+    # never worked, are not.
+    assert len(openbao.answers("secret/data/elsewhere/identities/42/password", since=since)) == 6
 
 
 def test_a_revoked_token_gets_one_fresh_login(vault, openbao):
@@ -429,9 +438,9 @@ def test_a_destroyed_version_is_listed_as_destroyed_and_reads_as_gone(vault, ope
     )
 
     versions = vault.list_versions(PATH)
-    assert [(v.version, v.deleted, v.destroyed, v.readable) for v in versions] == [
-        (1, False, True, False),
-        (2, False, False, True),
+    assert [(v.ref, v.deleted, v.destroyed, v.readable) for v in versions] == [
+        (SecretRef(PATH, 1), False, True, False),
+        (SecretRef(PATH, 2), False, False, True),
     ]
     with pytest.raises(SecretNotFound, match=r"#1 \(version 1\) was deleted in HashiCorp"):
         vault.read(PATH, version=1)
