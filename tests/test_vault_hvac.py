@@ -120,6 +120,8 @@ def test_check_and_set(vault):
     with pytest.raises(VaultConflict) as stale:
         vault.write(PATH, {"password": SECRET}, cas=5)
 
+    assert "(cas=0)" in str(absent_only.value)
+    assert "(cas=5)" in str(stale.value)
     for excinfo in (absent_only, stale):
         message = str(excinfo.value)
         assert CAS_MISMATCH in message
@@ -295,6 +297,11 @@ def test_a_policy_denial_is_one_readable_line_and_one_login(vault_settings, open
     # The first read is tried again with the fresh token; the rest, refused to a token that
     # never worked, are not.
     assert len(openbao.answers("secret/data/elsewhere/identities/42/password", since=since)) == 6
+    with pytest.raises(
+        VaultPermissionDenied,
+        match="denied reading metadata of vault:identities/42/password: permission denied",
+    ):
+        vault.current_version(PATH)
 
 
 def test_a_revoked_token_gets_one_fresh_login(vault, openbao):
