@@ -75,14 +75,16 @@ coverage: $(STAMP)
 # results are kept in mutants/ and a re-run only tries what changed. One child at a time: the
 # mutants share one test database (--reuse-db).
 MUTATE ?=
+# set -f: MUTATE's globs are for mutmut, not the shell (unquoted, "vault*" became the directory
+# vault, and mutmut found no mutant of that name).
 mutation: $(STAMP)
-	bash scripts/services.sh $(BIN)/mutmut run --max-children 1 $(MUTATE)
+	set -f; bash scripts/services.sh $(BIN)/mutmut run --max-children 1 $(MUTATE)
 	$(BIN)/python scripts/mutation_scores.py
 
 # Re-checks every kill of the last `make mutation` (or those MUTATE names) in a fresh pytest,
 # so a test that failed in mutmut's worker for another reason is not counted as a kill.
 mutation-verify: $(STAMP)
-	bash scripts/services.sh $(BIN)/python scripts/mutation_verify.py $(MUTATE)
+	set -f; bash scripts/services.sh $(BIN)/python scripts/mutation_verify.py $(MUTATE)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do \

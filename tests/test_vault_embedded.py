@@ -8,12 +8,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
+from imports.services import upload_key_ring
 from jobs.errors import JobError, PermanentError, TransientError
 from tests.conftest import require_services
 from vault.backends import VaultSettings, get_vault
@@ -573,3 +576,153 @@ def test_write_new_stores_first_versions_together_or_not_at_all(vault) -> None:
         vault.write_new({"identities/10/credential": {"k": "v"}, paths[1]: {"k": "v"}})
     assert vault.current_version("identities/10/credential") is None
     assert vault.current_version(paths[1]) == 1
+
+
+# Written once by AccessHive's sealing (key below, nonce 0x64..0x6f) for identities/7/password
+# version 2: the stored format itself, which every later release must still open.
+RELEASE_1_KEY = "release-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+RELEASE_1_BLOB = bytes.fromhex(
+    "6465666768696a6b6c6d6e6f3339b9110ab637fa530b31b7aa04198e35ad746ea956d101c2b0c02d9f83"
+    "c731b49b25ac2973e861ddc25a13df37b9aa6935f98a45687b0a9b95c1bf81c1c0f269e1ab62b365586a"
+    "e64d90f572f1bfe183a023fbf415afe0d4d732"
+)
+
+
+def test_a_secret_sealed_by_an_earlier_release_stays_readable(use_keys):
+    vault = use_keys(KEY_B, RELEASE_1_KEY)
+    EncryptedSecret.objects.create(
+        path="identities/7/password", version=2, ciphertext=RELEASE_1_BLOB, key_id="release-1"
+    )
+
+    assert vault.read("identities/7/password") == {
+        FIELD: "sealed by release 1",
+        "username": "admin@example.com",
+    }
+    # Rotation re-seals it under the new key, still bound to its path and version.
+    assert isinstance(vault, EmbeddedVault)
+    assert vault.reencrypt_all().reencrypted == 1
+    assert use_keys(KEY_B).read("identities/7/password", version=2)[FIELD] == "sealed by release 1"
+
+
+def test_what_is_stored_is_the_documented_format(vault):
+    """nonce (12 bytes) + AES-256-GCM of the data as compact JSON with sorted keys, bound to
+    "accesshive-vault/v1", the path and the version: what an operator's recovery tool opens."""
+    vault.write(PATH, {"username": "admin@example.com", FIELD: SECRET})
+    vault.write(PATH, {FIELD: "second"})
+    key = base64.b64decode(key_material(KEY_A))
+
+    opened = [
+        AESGCM(key).decrypt(
+            blob[:12], blob[12:], b"accesshive-vault/v1\x00" + path.encode() + b"\x00%d" % version
+        )
+        for path, version, _, blob, _ in raw_rows()
+    ]
+
+    assert opened == [
+        b'{"%s":"%s","username":"admin@example.com"}' % (FIELD.encode(), SECRET.encode()),
+        b'{"%s":"second"}' % FIELD.encode(),
+    ]
+
+
+def test_rotation_in_batches_gets_past_a_row_it_cannot_decrypt(use_keys):
+    """A row sealed with a key no longer configured is reported once and skipped; every other
+    row, in every batch, is re-sealed, the first one ever stored (id 1) too. A row left under
+    the old key would be lost when that key is removed."""
+    vault_a = use_keys(KEY_A)
+    vault_a.write("identities/1/password", {FIELD: "one"})
+    use_keys(generate_key_line("key-c")).write("identities/2/password", {FIELD: "two"})
+    vault_a.write("identities/3/password", {FIELD: "three"})
+    vault_a.write("identities/3/password", {FIELD: "three again"})
+    vault_a.write("identities/4/password", {FIELD: "four"})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE vault_encryptedsecret SET id = 1 WHERE path = %s", ["identities/1/password"]
+        )
+    vault_ba = use_keys(KEY_B, KEY_A)
+    assert isinstance(vault_ba, EmbeddedVault)
+
+    report = vault_ba.reencrypt_all(batch_size=3)
+
+    assert (report.reencrypted, report.failed) == (4, ["vault:identities/2/password#1"])
+    assert [(row[0], row[1], row[2]) for row in raw_rows()] == [
+        ("identities/1/password", 1, "key-b"),
+        ("identities/2/password", 1, "key-c"),
+        ("identities/3/password", 1, "key-b"),
+        ("identities/3/password", 2, "key-b"),
+        ("identities/4/password", 1, "key-b"),
+    ]
+    vault_b = use_keys(KEY_B)
+    assert vault_b.read("identities/1/password") == {FIELD: "one"}
+    assert vault_b.read("identities/3/password", version=1) == {FIELD: "three"}
+    assert vault_b.read("identities/3/password") == {FIELD: "three again"}
+    assert vault_b.read("identities/4/password") == {FIELD: "four"}
+
+    again = vault_ba.reencrypt_all(batch_size=1)
+    assert (again.reencrypted, again.failed) == (0, ["vault:identities/2/password#1"])
+
+
+@pytest.mark.parametrize(
+    "plaintext", [b"not json 5150", b'{"pin": 5150}', b'["5150"]'], ids=["text", "int", "list"]
+)
+def test_a_decrypted_value_that_is_not_secret_data_is_refused_without_showing_it(vault, plaintext):
+    """Only a writer holding the key can seal such a value; reading it is a decryption error
+    naming the secret, not a crash, and the value stays out of the message."""
+    keyring = KeyRing.from_lines([KEY_A])
+    key_id, blob = keyring.seal(plaintext, associated_data(PATH, 1))
+    EncryptedSecret.objects.create(path=PATH, version=1, ciphertext=blob, key_id=key_id)
+
+    with pytest.raises(VaultDecryptionError) as excinfo:
+        vault.read(PATH)
+
+    assert str(excinfo.value) == f"vault:{PATH}#1 decrypted to something that is not secret data"
+    assert excinfo.value.__suppress_context__
+
+
+def test_key_entries_may_carry_spaces_and_a_trailing_newline(settings):
+    settings.VAULT_ADDR = ""
+    settings.VAULT_EMBEDDED_KEYS = f" {KEY_B} ,\t{KEY_A.replace(':', ': ')}\n"
+    vault = get_vault()
+    assert repr(vault) == "<EmbeddedVault primary_key='key-b' keys=['key-b', 'key-a']>"
+    assert vault.write(PATH, {FIELD: SECRET}).version == 1
+    assert raw_rows()[0][2] == "key-b"
+
+
+def test_a_key_with_a_stray_character_is_refused(use_keys):
+    """base64 that skipped characters it does not know would take a mistyped key as another."""
+    material = key_material(KEY_A)
+    for stray in ("*", "!", "\u00e9"):
+        with pytest.raises(ImproperlyConfigured, match="'stray' is not valid base64"):
+            use_keys(f"stray:{material[:20]}{stray}{material[20:]}")
+
+
+@pytest.mark.parametrize("insert", ["copy", "orm"])
+def test_write_new_stores_the_same_rows_by_copy_and_by_the_orm(vault, monkeypatch, insert):
+    """PostgreSQL takes new rows by COPY; any other database (SQLite under `make run`) by
+    bulk_create. Both paths run here, on PostgreSQL, by naming another vendor for the ORM one."""
+    if insert == "orm":
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+    before = timezone.now()
+    assert vault.write_new({}) == []
+
+    refs = vault.write_new({"imports/a": {"api_key": "k-a"}, "imports/b": {"api_key": "k-b"}})
+
+    monkeypatch.undo()
+    assert [str(ref) for ref in refs] == ["vault:imports/a#1", "vault:imports/b#1"]
+    rows = EncryptedSecret.objects.order_by("path")
+    assert [(row.path, row.version, row.key_id, row.deleted) for row in rows] == [
+        ("imports/a", 1, "key-a", False),
+        ("imports/b", 1, "key-a", False),
+    ]
+    assert all(before <= row.created_at <= timezone.now() for row in rows)
+    assert vault.read("imports/b") == {"api_key": "k-b"}
+
+
+def test_import_uploads_take_the_keys_from_one_comma_separated_string(settings):
+    """The imports seal uploads with KeyRing.from_lines(settings.VAULT_EMBEDDED_KEYS) itself,
+    so the comma form a hand-written settings file may give reaches from_lines as a string."""
+    settings.VAULT_EMBEDDED_KEYS = f"{KEY_B},{KEY_A},"
+    ring = upload_key_ring()
+    assert (ring.primary_id, ring.key_ids) == ("key-b", ["key-b", "key-a"])
+    label = b"imports/1/1"
+    key_id, blob = KeyRing.from_lines([KEY_A]).seal(b"row 1", label)
+    assert ring.open(key_id, blob, label, label="upload") == b"row 1"

@@ -7,10 +7,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import hvac
 import pytest
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 from jobs.errors import PermanentError, TransientError
 from tests.openbao import (
@@ -74,11 +76,13 @@ def vault_checks() -> list[checks.CheckMessage]:
     ]
 
 
-def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings):
+def test_get_vault_builds_the_hvac_backend(vault, openbao, vault_settings, prefix):
     assert isinstance(vault, HvacVault)
     assert isinstance(vault, CredentialVault)
     assert get_vault() is vault
-    assert openbao.url in repr(vault)
+    assert repr(vault) == (
+        f"<HvacVault addr='{openbao.url}' mount='secret' prefix='{prefix}' auth=approle>"
+    )
     assert vault_settings.VAULT_SECRET_ID not in repr(vault)
     assert vault_checks() == []
 
@@ -116,6 +120,8 @@ def test_check_and_set(vault):
     with pytest.raises(VaultConflict) as stale:
         vault.write(PATH, {"password": SECRET}, cas=5)
 
+    assert "(cas=0)" in str(absent_only.value)
+    assert "(cas=5)" in str(stale.value)
     for excinfo in (absent_only, stale):
         message = str(excinfo.value)
         assert CAS_MISMATCH in message
@@ -250,14 +256,18 @@ def test_concurrent_writes_without_cas_all_land_as_distinct_versions(vault_setti
     assert values == {f"value-{n}" for n in range(writers)}
 
 
-def test_bad_token_is_permission_denied_on_one_line(vault_settings):
+def test_bad_token_is_permission_denied_on_one_line(vault_settings, openbao):
     vault_settings.VAULT_ROLE_ID = ""
     vault_settings.VAULT_SECRET_ID = ""
     vault_settings.VAULT_TOKEN = "s.wrong-token"
     vault = get_vault()
+    since = openbao.audit_lines()
 
     with pytest.raises(VaultPermissionDenied) as excinfo:
         vault.read(PATH)
+
+    # A static token has no fresh login to try: refused once, not asked again.
+    assert len(openbao.answers("sys/internal/ui/mounts/secret", since=since)) == 1
 
     message = str(excinfo.value)
     assert "permission denied" in message
@@ -284,6 +294,14 @@ def test_a_policy_denial_is_one_readable_line_and_one_login(vault_settings, open
     # The first login, then one more for the whole burst (the token had worked: it read the
     # mount), not one per refused request.
     assert len(openbao.answers(LOGIN, since=since)) == 2
+    # The first read is tried again with the fresh token; the rest, refused to a token that
+    # never worked, are not.
+    assert len(openbao.answers("secret/data/elsewhere/identities/42/password", since=since)) == 6
+    with pytest.raises(
+        VaultPermissionDenied,
+        match="denied reading metadata of vault:identities/42/password: permission denied",
+    ):
+        vault.current_version(PATH)
 
 
 def test_a_revoked_token_gets_one_fresh_login(vault, openbao):
@@ -417,3 +435,147 @@ def test_every_call_on_a_non_default_mount_stays_on_that_mount(vault_settings, o
     assert [(v.version, v.deleted) for v in vault.list_versions(PATH)] == [(1, True), (2, True)]
     assert on_default.read(PATH) == {"password": "default mount"}
     assert on_default.current_version(PATH) == 1
+
+
+def test_a_destroyed_version_is_listed_as_destroyed_and_reads_as_gone(vault, openbao, prefix):
+    vault.write(PATH, {"password": "one"})
+    vault.write(PATH, {"password": "two"})
+    openbao.client().secrets.kv.v2.destroy_secret_versions(
+        path=f"{prefix}/{PATH}", versions=[1], mount_point="secret"
+    )
+
+    versions = vault.list_versions(PATH)
+    assert [(v.ref, v.deleted, v.destroyed, v.readable) for v in versions] == [
+        (SecretRef(PATH, 1), False, True, False),
+        (SecretRef(PATH, 2), False, False, True),
+    ]
+    with pytest.raises(SecretNotFound, match=r"#1 \(version 1\) was deleted in HashiCorp"):
+        vault.read(PATH, version=1)
+    assert vault.read(PATH) == {"password": "two"}
+    assert vault.current_version(PATH) == 2
+
+
+def test_version_times_are_vaults_own_to_the_microsecond(vault, openbao, prefix):
+    vault.write(PATH, {"password": "one"})
+    vault.delete(PATH)
+    raw = openbao.client().secrets.kv.v2.read_secret_metadata(
+        path=f"{prefix}/{PATH}", mount_point="secret"
+    )["data"]["versions"]["1"]
+
+    def parsed(text: str) -> datetime:
+        # RFC 3339 with up to 9 fractional digits (trailing zeros dropped), in UTC.
+        seconds, _, fraction = text.removesuffix("Z").partition(".")
+        micro = int((fraction + "000000")[:6])
+        return datetime.fromisoformat(seconds).replace(microsecond=micro, tzinfo=UTC)
+
+    [version] = vault.list_versions(PATH)
+    assert version.created_at == parsed(raw["created_time"])
+    assert version.deleted
+    assert raw["deletion_time"]
+
+
+def test_a_secret_holding_other_than_strings_is_refused_without_its_values(vault, openbao, prefix):
+    # Written by another Vault client: AccessHive itself only stores strings.
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        path=f"{prefix}/{PATH}", secret={"pin": 5150, "password": "x"}, mount_point="secret"
+    )
+
+    with pytest.raises(VaultRequestRejected) as excinfo:
+        vault.read(PATH)
+
+    assert "vault:identities/42/password in HashiCorp Vault" in str(excinfo.value)
+    assert "not strings" in str(excinfo.value)
+    assert "5150" not in str(excinfo.value)
+    assert isinstance(excinfo.value, PermanentError)
+
+
+def test_approle_on_a_non_default_auth_mount(vault_settings, openbao):
+    client = openbao.client()
+    client.sys.enable_auth_method("approle", path="approle-ops")
+    client.auth.approle.create_or_update_approle(
+        role_name="ops", token_policies=["accesshive"], mount_point="approle-ops"
+    )
+    vault_settings.VAULT_ROLE_ID = client.auth.approle.read_role_id(
+        role_name="ops", mount_point="approle-ops"
+    )["data"]["role_id"]
+    vault_settings.VAULT_SECRET_ID = client.auth.approle.generate_secret_id(
+        role_name="ops", mount_point="approle-ops"
+    )["data"]["secret_id"]
+    vault_settings.VAULT_APPROLE_MOUNT = "approle-ops"
+    since = openbao.audit_lines()
+
+    vault = get_vault()
+    assert vault.write(PATH, {"password": "one"}).version == 1
+
+    assert len(openbao.answers("auth/approle-ops/login", since=since)) == 1
+    assert openbao.answers(LOGIN, since=since) == []
+
+
+def test_requests_refused_together_after_a_revoke_share_one_fresh_login(
+    vault: CredentialVault, openbao: OpenBao
+) -> None:
+    vault.write(PATH, {"password": "one"})
+    since = openbao.audit_lines()
+    openbao.client().sys.revoke_prefix(LOGIN)
+    readers = 6
+    barrier = threading.Barrier(readers)
+
+    def read(_: int) -> dict[str, str]:
+        barrier.wait(timeout=10)
+        return vault.read(PATH)
+
+    with ThreadPoolExecutor(readers) as pool:
+        results = list(pool.map(read, range(readers)))
+
+    assert results == [{"password": "one"}] * readers
+    assert len(openbao.answers(LOGIN, since=since)) == 1
+
+
+def test_the_mount_is_checked_once_and_a_stale_cas_is_sent_once(vault, openbao, prefix):
+    since = openbao.audit_lines()
+    vault.write(PATH, {"password": "one"})
+    vault.read(PATH)
+    with pytest.raises(VaultConflict):
+        vault.write(PATH, {"password": SECRET}, cas=5)
+    assert vault.current_version(PATH) == 1
+
+    assert len(openbao.answers("sys/internal/ui/mounts/secret", since=since)) == 1
+    writes = [
+        entry
+        for entry in openbao.answers(f"secret/data/{prefix}/{PATH}", since=since)
+        if entry["request"]["operation"] in ("create", "update")
+    ]
+    assert [entry["request"]["data"]["options"]["cas"] for entry in writes] == [0, 5]
+
+
+def test_addresses_mounts_and_prefixes_are_taken_with_or_without_slashes(openbao, prefix):
+    vault = HvacVault(
+        addr=f"{openbao.url}/", token=ROOT_TOKEN, mount="/secret/", prefix=f"/{prefix}/"
+    )
+    assert repr(vault) == (
+        f"<HvacVault addr='{openbao.url}' mount='secret' prefix='{prefix}' auth=token>"
+    )
+    assert vault.write(PATH, {"password": "one"}) == SecretRef(PATH, 1)
+    assert vault.read(PATH) == {"password": "one"}
+    kv = openbao.client().secrets.kv.v2
+    stored = kv.read_secret_version(
+        path=f"{prefix}/{PATH}", mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"] == {"password": "one"}
+
+    # No prefix: paths sit at the mount's root (a token whose policy allows that).
+    bare = HvacVault(addr=openbao.url, token=ROOT_TOKEN, prefix="")
+    own_path = f"{prefix.rpartition('/')[2]}/bare"
+    assert bare.write(own_path, {"password": "bare"}).version == 1
+    stored = kv.read_secret_version(
+        path=own_path, mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"] == {"password": "bare"}
+    assert bare.list_versions(own_path)[0].version == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0])
+def test_a_timeout_that_is_not_positive_is_refused(timeout):
+    with pytest.raises(ImproperlyConfigured, match="VAULT_TIMEOUT must be a positive number"):
+        HvacVault(addr="http://127.0.0.1:8200", token="t", timeout=timeout)
+    assert HvacVault(addr="http://127.0.0.1:8200", token="t", timeout=0.001)
