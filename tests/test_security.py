@@ -226,6 +226,20 @@ def test_a_page_refreshing_itself_does_not_keep_the_session_alive(settings) -> N
     assert client.get("/settings/jobs/", headers=poll).status_code == 302
 
 
+def test_a_persons_htmx_request_keeps_the_session_alive(settings) -> None:
+    """Filtering a list or pressing a button through htmx is the person at work, as a page
+    load is; only a live region's own refresh ("…-live") is not."""
+    client = signed_in_client(settings)
+    for headers in (
+        {"HX-Request": "true", "HX-Trigger": "job-filters"},
+        {"HX-Request": "true"},
+        {"HX-Trigger": "jobs-live"},  # not sent by htmx: a page load
+    ):
+        age_session(client, LAST_SEEN_AT, 29 * 60)
+        assert client.get("/settings/jobs/", headers=headers).status_code == 200
+        assert time.time() - client.session[LAST_SEEN_AT] < 60
+
+
 def test_a_session_ends_after_the_absolute_limit(settings) -> None:
     client = signed_in_client(settings)
     age_session(client, SIGNED_IN_AT, 12 * 3600 + 1)
