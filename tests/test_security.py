@@ -12,6 +12,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
@@ -119,6 +120,19 @@ def test_api_token_guesses_lock_out_the_address() -> None:
     assert response["Content-Type"] == "application/problem+json"
     # Guesses of a name nobody has leave no username on the trail.
     assert not TrailEntry.objects.filter(target_label="(api token)").exists()
+
+
+def test_api_token_guesses_do_not_lock_out_password_sign_ins_from_the_address() -> None:
+    """The guesses are counted under "(api token)", a name no user has, and the lockout is
+    listed under it for the admin who unlocks it; a person signing in from the same address
+    (one office, one NAT) is not locked out by a broken script."""
+    make_user("ada")
+    client = Client()
+    for _ in range(3):
+        client.get("/api/v1/jobs/", HTTP_AUTHORIZATION="Bearer ah_guess")
+    assert client.get("/api/v1/jobs/", HTTP_AUTHORIZATION="Bearer ah_guess").status_code == 429
+    assert sign_in(Client(), "/login/", "ada", PASSWORD) == 302
+    assert list(AccessAttempt.objects.values_list("username", flat=True)) == ["(api token)"]
 
 
 # --- API tokens -----------------------------------------------------------------------------
