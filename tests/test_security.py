@@ -118,6 +118,9 @@ def test_api_token_guesses_lock_out_the_address() -> None:
     response = client.get("/api/v1/jobs/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 429
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == (
+        "too many invalid API tokens from this address; try again later"
+    )
     # Guesses of a name nobody has leave no username on the trail.
     assert not TrailEntry.objects.filter(target_label="(api token)").exists()
 
