@@ -133,3 +133,16 @@ def test_deactivating_a_user_revokes_their_tokens_in_use_and_nobody_elses(client
     assert ApiToken.objects.get(user=bob).revoked_at is None
     # Again: nothing left to revoke.
     assert deactivate_user(ada, actor=bob)["tokens_revoked"] == 0
+
+
+def test_a_script_posts_with_its_token_and_no_csrf_token() -> None:
+    """A browser never sends the bearer token on its own, so a forged cross-site request
+    cannot carry it: a script's POST needs no CSRF token, as a browser form's would."""
+    admin()
+    raw = create_api_token("ada")
+    failed = factories.make_job(status=JobStatus.FAILED)
+    script = Client(enforce_csrf_checks=True)
+    response = script.post(reverse("jobs:api-retry", args=[failed.pk]), headers=bearer(raw))
+    assert response.status_code in (200, 202)
+    failed.refresh_from_db()
+    assert failed.status != JobStatus.FAILED
