@@ -227,9 +227,10 @@ def test_an_idle_session_is_signed_out(settings) -> None:
     age_session(client, LAST_SEEN_AT, 29 * 60)
     assert client.get("/settings/jobs/").status_code == 200
     age_session(client, LAST_SEEN_AT, 31 * 60)
-    response = client.get("/settings/jobs/")
+    response = client.get("/settings/jobs/?status=failed")
     assert response.status_code == 302
-    assert response["Location"].startswith("/login/")
+    # Back to the page they were on once signed in again.
+    assert response["Location"] == "/login/?next=/settings/jobs/%3Fstatus%3Dfailed"
     assert client.get("/settings/jobs/").status_code == 302
 
 
@@ -255,6 +256,19 @@ def test_a_persons_htmx_request_keeps_the_session_alive(settings) -> None:
         age_session(client, LAST_SEEN_AT, 29 * 60)
         assert client.get("/settings/jobs/", headers=headers).status_code == 200
         assert time.time() - client.session[LAST_SEEN_AT] < 60
+
+
+def test_a_session_from_before_the_session_clock_gets_one(settings) -> None:
+    """Sessions signed in by a version without these keys (an upgrade) are served, and their
+    clock starts now."""
+    client = signed_in_client(settings)
+    session = client.session
+    del session[SIGNED_IN_AT], session[LAST_SEEN_AT]
+    session.save()
+    before = time.time()
+    assert client.get("/settings/jobs/").status_code == 200
+    assert client.session[SIGNED_IN_AT] >= before
+    assert client.session[LAST_SEEN_AT] >= before
 
 
 def test_a_session_ends_after_the_absolute_limit(settings) -> None:
