@@ -1,6 +1,7 @@
 """API tokens: `manage.py create_api_token` issues one a script can use at once, only its
 hash is kept, and a token stops working when its user is deactivated or it is deleted."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -8,9 +9,10 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import ApiToken, hash_token
-from accounts.services import set_role
+from accounts.services import deactivate_user, set_role
 from jobs.models import JobStatus
 from tests import factories
 
@@ -108,3 +110,39 @@ def test_a_token_is_not_a_session_outside_the_api(client: Client) -> None:
     response = client.get(reverse("jobs:list"), headers=bearer(raw))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+def test_deactivating_a_user_revokes_their_tokens_in_use_and_nobody_elses(client: Client) -> None:
+    ada, bob = admin("ada"), admin("bob")
+    in_use = [create_api_token("ada", name) for name in ("deploy", "report")]
+    earlier, _ = ApiToken.issue(ada, "old")
+    revoked_at = timezone.now() - timedelta(days=3)
+    ApiToken.objects.filter(pk=earlier.pk).update(revoked_at=revoked_at)
+    bobs = create_api_token("bob")
+
+    outcome = deactivate_user(ada, actor=bob, reason="left the company")
+
+    assert outcome == {"deactivated": True, "tokens_revoked": 2, "role_removed": True}
+    for raw in in_use:
+        assert client.get(LIST_URL, headers=bearer(raw)).status_code == 401
+    assert ApiToken.objects.get(pk=earlier.pk).revoked_at == revoked_at  # not re-stamped
+    assert ApiToken.objects.filter(user=ada, revoked_at__isnull=True).count() == 0
+    # Revoked, not deleted: the list still shows them, as revoked.
+    assert [t.state for t in ApiToken.objects.filter(user=ada)] == ["revoked"] * 3
+    assert client.get(LIST_URL, headers=bearer(bobs)).status_code == 200
+    assert ApiToken.objects.get(user=bob).revoked_at is None
+    # Again: nothing left to revoke.
+    assert deactivate_user(ada, actor=bob)["tokens_revoked"] == 0
+
+
+def test_a_script_posts_with_its_token_and_no_csrf_token() -> None:
+    """A browser never sends the bearer token on its own, so a forged cross-site request
+    cannot carry it: a script's POST needs no CSRF token, as a browser form's would."""
+    admin()
+    raw = create_api_token("ada")
+    failed = factories.make_job(status=JobStatus.FAILED)
+    script = Client(enforce_csrf_checks=True)
+    response = script.post(reverse("jobs:api-retry", args=[failed.pk]), headers=bearer(raw))
+    assert response.status_code in (200, 202)
+    failed.refresh_from_db()
+    assert failed.status != JobStatus.FAILED

@@ -25,6 +25,7 @@ from jobs.models import (
     JobType,
 )
 from jobs.tasks import run_job
+from tests import factories
 from tests.inline import deliver
 
 pytestmark = pytest.mark.django_db
@@ -200,6 +201,120 @@ def test_a_job_within_its_hard_limit_and_grace_is_left_running(sent: list[int]) 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert job.attempts.get().outcome == "running"
+
+
+RESENT_MESSAGE = "Its message was not picked up in time (broker restarted or flushed?); sent again."
+
+
+def test_a_job_the_sweeper_sent_again_gets_the_whole_grace_again(
+    sent: list[int], django_capture_on_commit_callbacks
+) -> None:
+    """A re-sent or recovered job's new message is as fresh as a new job's: the next sweep
+    must not take it for lost again and send a second copy."""
+    overdue = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=overdue.pk).update(
+        dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 5)
+    )
+    lost = running(started_seconds_ago=LONG_PAST)
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 1, "recovered": 1, "waiting": 0}
+    for job in (overdue, lost):
+        job.refresh_from_db()
+        assert job.dispatched_at >= before
+    event = overdue.events.get()
+    assert (event.kind, event.message) == (JobEvent.Kind.RESENT, RESENT_MESSAGE)
+    assert event.at >= before
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 0, "recovered": 0, "waiting": 0}
+    assert sorted(sent) == sorted([overdue.pk, lost.pk])
+
+
+def test_without_delivery_markers_every_overdue_job_is_resent_and_none_waits(
+    settings, sent: list[int]
+) -> None:
+    settings.REDIS_URL = ""  # markers are kept only in the broker's own Redis
+    overdue = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=overdue.pk).update(
+        dispatched_at=timezone.now() - timedelta(seconds=settings.JOB_SWEEP_GRACE + 5)
+    )
+    assert sweeper.sweep() == {"resent": 1, "recovered": 0, "waiting": 0}
+
+
+def test_resend_and_recover_leave_a_job_that_moved_on_alone(sent: list[int]) -> None:
+    """Between the sweep's query and the row lock a job may start, finish, be sent again or be
+    deleted: then nothing is changed, and it is not counted."""
+    now = timezone.now()
+    started = running(started_seconds_ago=LONG_PAST)
+    task_id = started.celery_task_id
+    assert sweeper.resend(started.pk, cutoff=now + timedelta(hours=1)) is False
+    started.refresh_from_db()
+    assert (started.status, started.celery_task_id) == (JobStatus.RUNNING, task_id)
+
+    pending = services.enqueue(JobType.REMEDIATION)
+    assert sweeper.resend(pending.pk, cutoff=pending.dispatched_at) is False  # sent since
+    assert Job.objects.get(pk=pending.pk).celery_task_id == pending.celery_task_id
+
+    done = factories.make_job(job_type=JobType.REMEDIATION, status=JobStatus.COMPLETED)
+    assert sweeper.recover(done.pk, now=now, grace=timedelta(0)) is False
+    assert Job.objects.get(pk=done.pk).status == JobStatus.COMPLETED
+
+    # The dead worker's attempt was attempt 2, but the job is still on its first.
+    assert sweeper.recover(started.pk, now=now, grace=timedelta(0), dead_attempt=2) is False
+    started.refresh_from_db()
+    assert (started.status, started.retries) == (JobStatus.RUNNING, 0)
+    assert started.attempts.get().outcome == AttemptOutcome.RUNNING
+
+    Job.objects.filter(pk__in=[started.pk, pending.pk]).delete()  # retention, meanwhile
+    assert sweeper.resend(pending.pk, cutoff=now + timedelta(hours=1)) is False
+    assert sweeper.recover(started.pk, now=now, grace=timedelta(0)) is False
+    assert not JobEvent.objects.exists()
+    assert sent == []
+
+
+def test_a_job_type_with_a_longer_time_limit_is_recovered_only_past_its_own(
+    settings, sent: list[int]
+) -> None:
+    settings.JOB_TIMEOUTS = {**settings.JOB_TIMEOUTS, JobType.REMEDIATION: 3600}
+    hard = routing.time_limits_for(JobType.REMEDIATION)[1]
+    assert hard > settings.JOB_HARD_TIMEOUT
+    within = running(started_seconds_ago=hard + settings.JOB_SWEEP_GRACE - 30)
+    past = running(started_seconds_ago=hard + settings.JOB_SWEEP_GRACE + 5)
+
+    assert sweeper.sweep() == {"resent": 0, "recovered": 1, "waiting": 0}
+    assert Job.objects.get(pk=within.pk).status == JobStatus.RUNNING
+    assert Job.objects.get(pk=past.pk).status == JobStatus.RETRYING
+
+
+def test_jobs_that_are_not_due_do_not_crowd_the_due_ones_out_of_a_sweep(sent: list[int]) -> None:
+    """A sweep looks at 1,000 jobs of each kind: finished jobs, and jobs sent or started
+    recently, must not fill those places while a lost job waits behind them."""
+    long_ago = timezone.now() - timedelta(hours=3)
+    # Started within the shortest hard limit and the grace: not yet a candidate.
+    within = timezone.now() - timedelta(seconds=settings.JOB_HARD_TIMEOUT)
+    overdue = services.enqueue(JobType.REMEDIATION)
+    Job.objects.filter(pk=overdue.pk).update(dispatched_at=long_ago)
+    lost = running(started_seconds_ago=LONG_PAST)
+    # Created after them, so they come first in the jobs' order (newest first).
+    Job.objects.bulk_create(
+        Job(
+            job_type=JobType.REMEDIATION,
+            status=status,
+            dispatched_at=dispatched,
+            attempt_started_at=started,
+            celery_task_id=uuid.uuid4(),
+        )
+        for status, dispatched, started in (
+            [(JobStatus.COMPLETED, long_ago, long_ago)] * 1000
+            + [(JobStatus.PENDING, timezone.now(), None)] * 1000
+            + [(JobStatus.RUNNING, long_ago, within)] * 1000
+        )
+    )
+
+    assert sweeper.sweep() == {"resent": 1, "recovered": 1, "waiting": 0}
+    assert Job.objects.get(pk=overdue.pk).events.get().kind == JobEvent.Kind.RESENT
+    assert Job.objects.get(pk=lost.pk).status == JobStatus.RETRYING
 
 
 def test_a_timed_out_last_attempt_fails_the_job_with_its_message_and_no_next_attempt() -> None:

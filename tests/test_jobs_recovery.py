@@ -12,8 +12,9 @@ import pytest
 import redis
 from django.utils import timezone
 
-from jobs import delivery, lifecycle, services, sweeper, workers
-from jobs.models import AttemptOutcome, Job, JobStatus, JobType
+from jobs import delivery, lifecycle, metrics, services, sweeper, workers
+from jobs.errors import TransientError
+from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus, JobType
 from tests.conftest import require_services
 from tests.settings import TEST_REDIS_URL
 
@@ -30,6 +31,9 @@ def broker(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator["redis.Redis[b
     client.flushdb()
     yield client
     client.flushdb()
+
+
+LOST = "The worker running this attempt stopped before it finished."
 
 
 def overdue(broker: "redis.Redis[bytes]", marker: str | None) -> Job:
@@ -151,3 +155,41 @@ def test_a_worker_that_took_the_message_first_keeps_its_mark(broker) -> None:
         batched: "worker@host",
         "fresh": delivery.QUEUED,
     }
+
+
+def test_a_recovery_marks_only_the_dead_attempt_lost_and_counts_it(
+    broker, django_capture_on_commit_callbacks
+) -> None:
+    """The job's earlier, failed attempt keeps its outcome and error; the metrics count one
+    lost attempt of its type; the job's history says it was recovered, and why."""
+    settled_epoch(broker)
+    assert sweeper.recover_lost() == 0  # nothing running, nothing recovered
+    job = services.enqueue(JobType.REMEDIATION)
+    task_id = str(job.celery_task_id)
+    first = lifecycle.start_attempt(job.pk, task_id=task_id, retries=0, worker="dead@host")
+    assert first is not None
+    assert lifecycle.fail_attempt(first, TransientError("503 from upstream"), will_retry=True)
+    second = lifecycle.start_attempt(job.pk, task_id=task_id, retries=1, worker="dead@host")
+    assert second is not None
+    started = timezone.now() - timedelta(seconds=20)
+    type(second).objects.filter(pk=second.pk).update(started_at=started)
+    Job.objects.filter(pk=job.pk).update(attempt_started_at=started)
+    before = metrics.read().get(("attempts", JobType.REMEDIATION, "lost"), 0)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.recover_lost() == 1
+
+    job.refresh_from_db()
+    assert (job.status, job.retries) == (JobStatus.RETRYING, 2)
+    assert job.error_traceback.rstrip().endswith(f"WorkerLostError: {LOST}")
+    rows = list(job.attempts.order_by("number"))
+    assert [(a.number, a.outcome, a.error_message) for a in rows] == [
+        (1, AttemptOutcome.FAILED, "503 from upstream"),
+        (2, AttemptOutcome.LOST, LOST),
+    ]
+    (event,) = job.events.all()
+    assert (event.kind, event.message) == (
+        JobEvent.Kind.RECOVERED,
+        "Recovered from a lost worker; retrying.",
+    )
+    assert metrics.read()[("attempts", JobType.REMEDIATION, "lost")] == before + 1
