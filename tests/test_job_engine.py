@@ -530,6 +530,24 @@ def test_a_retry_after_a_lost_worker_counts_on_from_its_own_number(engine_path, 
     assert rows[1].wait_before_next_seconds == pytest.approx(6, abs=0.01)
 
 
+def test_a_lost_retry_is_the_only_attempt_shown_lost(engine_path) -> None:
+    """A pool process died running a job's retry, and Celery's re-sent message takes over:
+    the retry's attempt is lost, the earlier failure keeps its outcome and its error."""
+    job = services.enqueue(JobType.REMEDIATION)
+    assert lifecycle.fail_attempt(claimed(job), TransientError("503 from Google"), will_retry=True)
+    claimed(job, retries=1, worker="w2")
+
+    claimed(job, retries=2, worker="w3")
+
+    rows = list(job.attempts.order_by("number"))
+    assert [(a.number, a.outcome, a.worker) for a in rows] == [
+        (1, AttemptOutcome.FAILED, "w"),
+        (2, AttemptOutcome.LOST, "w2"),
+        (3, AttemptOutcome.RUNNING, "w3"),
+    ]
+    assert rows[0].error_message == "503 from Google"
+
+
 def test_a_delivery_for_a_job_that_is_gone_is_ignored(engine_path) -> None:
     """Retention deleted the job while a re-sent copy of its message waited in the broker."""
     job = services.enqueue(JobType.REMEDIATION)
