@@ -18,3 +18,11 @@ def time_limits_for(job_type: str) -> tuple[int, int]:
     """(soft, hard) seconds for one attempt of this type."""
     soft = int(settings.JOB_TIMEOUTS.get(job_type, settings.JOB_TIMEOUT))
     return soft, soft + int(settings.JOB_HARD_TIMEOUT_GRACE)
+
+
+def shortest_hard_limit() -> int:
+    """The hard limit of the type that has the shortest: no running job of any type can be
+    lost before it."""
+    return min(
+        [int(settings.JOB_HARD_TIMEOUT), *(time_limits_for(t)[1] for t in settings.JOB_TIMEOUTS)]
+    )

@@ -27,7 +27,7 @@ def sweep() -> dict[str, int]:
     # Candidates by the shortest hard limit; recover() checks each job against its type's own.
     abandoned = Job.objects.filter(
         status=JobStatus.RUNNING,
-        attempt_started_at__lt=now - grace - timedelta(seconds=settings.JOB_HARD_TIMEOUT),
+        attempt_started_at__lt=now - grace - timedelta(seconds=routing.shortest_hard_limit()),
     ).values_list("pk", flat=True)
     resent = sum(resend(job_id, cutoff=now - grace) for job_id in undelivered)
     recovered = sum(recover(job_id, now=now, grace=grace) for job_id in abandoned[:1000])

@@ -287,6 +287,20 @@ def test_a_job_type_with_a_longer_time_limit_is_recovered_only_past_its_own(
     assert Job.objects.get(pk=past.pk).status == JobStatus.RETRYING
 
 
+def test_a_job_type_with_a_shorter_time_limit_is_recovered_past_its_own(
+    settings, sent: list[int]
+) -> None:
+    settings.JOB_TIMEOUTS = {**settings.JOB_TIMEOUTS, JobType.REMEDIATION: 20}
+    hard = routing.time_limits_for(JobType.REMEDIATION)[1]
+    assert hard < settings.JOB_HARD_TIMEOUT
+    within = running(started_seconds_ago=hard + settings.JOB_SWEEP_GRACE - 5)
+    past = running(started_seconds_ago=hard + settings.JOB_SWEEP_GRACE + 5)
+
+    assert sweeper.sweep() == {"resent": 0, "recovered": 1, "waiting": 0}
+    assert Job.objects.get(pk=within.pk).status == JobStatus.RUNNING
+    assert Job.objects.get(pk=past.pk).status == JobStatus.RETRYING
+
+
 def test_jobs_that_are_not_due_do_not_crowd_the_due_ones_out_of_a_sweep(sent: list[int]) -> None:
     """A sweep looks at 1,000 jobs of each kind: finished jobs, and jobs sent or started
     recently, must not fill those places while a lost job waits behind them."""
