@@ -7,6 +7,7 @@ lost from one that is merely waiting in a long queue.
 """
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -16,13 +17,21 @@ import redis
 from celery.signals import after_task_publish, task_received
 from django.conf import settings
 
-from jobs import shared_redis, workers
+from jobs import routing, shared_redis, workers
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "accesshive:message:"
 QUEUED = "queued"
 TASK = "jobs.run_job"
+# The "queued" messages found in no queue and in no worker's hands by the last look.
+MISSING_KEY = "accesshive:sweeper:missing"
+# kombu's Redis transport: a list per queue and priority step, the messages workers have
+# taken in a hash. Beyond this many queued messages the queues are not searched.
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_UNACKED_KEY = "unacked"
+SEARCHED_AT_MOST = 50_000
 
 
 def tracked() -> "redis.Redis[bytes] | None":
@@ -74,6 +83,67 @@ def where(task_ids: list[str]) -> dict[str, str | None] | None:
         task_id: value.decode() if value is not None else None
         for task_id, value in zip(task_ids, found, strict=True)
     }
+
+
+def vanished(task_ids: list[str]) -> set[str]:
+    """Those of these "queued" messages that are in no queue and in no worker's hands, now and
+    at the last look too.
+
+    kombu's Redis transport takes a message off its queue (BRPOP) and writes it among the
+    taken ones in a second step: a worker killed between the two loses the message while its
+    marker still says "queued". Seen once is not enough, since a worker may be between those
+    two steps: seen missing by two looks a sweep apart, it is lost. Queues longer than
+    SEARCHED_AT_MOST are not searched: their messages count as waiting until they shorten.
+    """
+    client = tracked()
+    if client is None:
+        return set()
+    missing = set(task_ids) - _in_broker(client, set(task_ids)) if task_ids else set()
+    with client.pipeline() as pipe:
+        pipe.smembers(MISSING_KEY)
+        pipe.delete(MISSING_KEY)
+        if missing:
+            pipe.sadd(MISSING_KEY, *missing)
+            pipe.expire(MISSING_KEY, settings.CELERY_VISIBILITY_TIMEOUT)
+        seen_before = pipe.execute()[0]
+    return {task_id for task_id in missing if task_id.encode() in seen_before}
+
+
+def _in_broker(client: "redis.Redis[bytes]", task_ids: set[str]) -> set[str]:
+    """Those of these messages waiting in one of our queues or taken by a worker; all of them
+    when the queues are too long to search."""
+    lists = [
+        name + KOMBU_PRIORITY_SEP + str(step) if step else name
+        for name in routing.queue_names()
+        for step in KOMBU_PRIORITY_STEPS
+    ]
+    with client.pipeline(transaction=False) as pipe:
+        for key in lists:
+            pipe.llen(key)
+        lengths = pipe.execute()
+    if sum(lengths) > SEARCHED_AT_MOST:
+        return task_ids
+    with client.pipeline(transaction=False) as pipe:
+        for key, length in zip(lists, lengths, strict=True):
+            if length:
+                pipe.lrange(key, 0, -1)
+        pipe.hvals(KOMBU_UNACKED_KEY)
+        *queued, taken = pipe.execute()
+    ids = {_message_id(raw) for raws in queued for raw in raws}
+    ids |= {_message_id(raw, taken=True) for raw in taken}
+    return task_ids & ids
+
+
+def _message_id(raw: bytes, *, taken: bool = False) -> str | None:
+    """The task id of a message as kombu stores it: the message itself in a queue, a list of
+    (message, exchange, routing key) once taken."""
+    try:
+        message = json.loads(raw)
+        if taken:
+            message = message[0]
+        return str(message["headers"]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 # While a batch is published (marked_together), the ids published so far: marked in one

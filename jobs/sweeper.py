@@ -41,18 +41,21 @@ def sweep() -> dict[str, int]:
 def lost_messages(overdue: list[tuple[int, str]]) -> tuple[list[int], int]:
     """(the overdue jobs whose message is gone, how many are overdue but still in the broker).
 
-    A message is gone when its marker is (a flush, a restart without persistence) or when the
-    worker holding it is dead. Without markers every overdue job counts as gone.
+    A message is gone when its marker is (a flush, a restart without persistence), when the
+    worker holding it is dead, or when a "queued" one is in no queue and no worker's hands two
+    sweeps running (delivery.vanished). Without markers every overdue job counts as gone.
     """
     markers = delivery.where([task_id for _, task_id in overdue])
     if markers is None:
         return [job_id for job_id, _ in overdue], 0
     held = {m for m in markers.values() if m is not None and m != delivery.QUEUED}
     alive = live_instances({m.partition(" ")[0] for m in held}) if held else {}
+    vanished = delivery.vanished([t for t, m in markers.items() if m == delivery.QUEUED])
     lost = [
         job_id
         for job_id, task_id in overdue
         if (marker := markers[task_id]) is None
+        or task_id in vanished
         or (marker != delivery.QUEUED and alive is not None and not holds(alive, marker))
     ]
     return lost, len(overdue) - len(lost)

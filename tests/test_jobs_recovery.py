@@ -4,6 +4,7 @@ a running job whose worker stopped beating is recovered at once, one whose worke
 a worker restarted under its name does not vouch for what its dead instance held; and nobody
 is judged dead just after Redis lost its keys."""
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,7 +13,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from jobs import delivery, lifecycle, metrics, services, sweeper, workers
+from jobs import delivery, lifecycle, metrics, routing, services, sweeper, workers
 from jobs.errors import TransientError
 from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus, JobType
 from tests.conftest import require_services
@@ -137,6 +138,69 @@ def test_a_batch_is_marked_queued_once_published(
         dispatched_at=timezone.now() - timedelta(seconds=3600)
     )
     assert sweeper.sweep()["resent"] == 0  # waiting in the queue, not lost
+
+
+def published_messages(broker: "redis.Redis[bytes]", queue: str) -> dict[str, bytes]:
+    """The messages waiting in a queue, by task id, as kombu stores them."""
+    return {json.loads(raw)["headers"]["id"]: raw for raw in broker.lrange(queue, 0, -1)}
+
+
+def test_a_message_a_killed_worker_took_off_its_queue_is_resent_on_the_next_sweep(
+    broker, django_capture_on_commit_callbacks
+) -> None:
+    """kombu takes a message off its queue, then records it among the taken ones: a worker
+    killed between the two steps leaves the message nowhere and its marker "queued". The
+    first sweep to miss it waits, since a worker may be between those steps; the next one
+    re-sends it. Messages in the queue or in a worker's hands are left alone."""
+    settled_epoch(broker)
+    workers.announce_alive("alive@host")
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = services.enqueue_many([services.JobRequest(JobType.REMEDIATION) for _ in range(4)])
+    lost, taken_late, taken, _still_queued = jobs
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        dispatched_at=timezone.now() - timedelta(seconds=3600)
+    )
+    queue = routing.queue_for(JobType.REMEDIATION)
+    raw = published_messages(broker, queue)
+    assert set(raw) == {str(job.celery_task_id) for job in jobs}
+    for job in (lost, taken_late, taken):
+        broker.lrem(queue, 1, raw[str(job.celery_task_id)])
+    broker.hset(
+        "unacked", "tag-1", json.dumps([json.loads(raw[str(taken.celery_task_id)]), queue, queue])
+    )
+
+    assert sweeper.sweep() == {"resent": 0, "recovered": 0, "waiting": 4}
+    # Between the sweeps a live worker marks the message it was taking when the first looked.
+    delivery.mark(str(taken_late.celery_task_id), workers.holder("alive@host"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == {"resent": 1, "recovered": 0, "waiting": 3}
+
+    resent = Job.objects.get(pk=lost.pk)
+    assert resent.celery_task_id != lost.celery_task_id
+    assert set(
+        Job.objects.filter(events__kind=JobEvent.Kind.RESENT).values_list("pk", flat=True)
+    ) == {lost.pk}
+    assert str(resent.celery_task_id) in published_messages(broker, queue)
+    assert sweeper.sweep()["resent"] == 0
+
+
+def test_queues_too_long_to_search_count_their_messages_as_waiting(
+    broker, django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled_epoch(broker)
+    with django_capture_on_commit_callbacks(execute=True):
+        lost, waiting = services.enqueue_many(
+            [services.JobRequest(JobType.REMEDIATION) for _ in range(2)]
+        )
+    Job.objects.filter(pk__in=[lost.pk, waiting.pk]).update(
+        dispatched_at=timezone.now() - timedelta(seconds=3600)
+    )
+    queue = routing.queue_for(JobType.REMEDIATION)
+    broker.lrem(queue, 1, published_messages(broker, queue)[str(lost.celery_task_id)])
+    monkeypatch.setattr(delivery, "SEARCHED_AT_MOST", 0)
+    assert [sweeper.sweep()["resent"] for _ in range(2)] == [0, 0]
+    monkeypatch.setattr(delivery, "SEARCHED_AT_MOST", 1)
+    assert [sweeper.sweep()["resent"] for _ in range(2)] == [0, 1]
 
 
 def test_a_worker_that_took_the_message_first_keeps_its_mark(broker) -> None:
