@@ -30,7 +30,7 @@ def sweep() -> dict[str, int]:
         attempt_started_at__lt=now - grace - timedelta(seconds=routing.shortest_hard_limit()),
     ).values_list("pk", flat=True)
     resent = sum(resend(job_id, cutoff=now - grace) for job_id in undelivered)
-    recovered = sum(recover(job_id, now=now, grace=grace) for job_id in abandoned[:1000])
+    recovered = sum(recover(job_id, grace=grace) for job_id in abandoned[:1000])
     if resent or recovered:
         log.warning(
             "jobs.sweep", extra={"resent": resent, "recovered": recovered, "waiting": waiting}
@@ -112,7 +112,7 @@ def recover_lost() -> int:
     # A worker beating under the name, but started after the attempt, is a restart of the one
     # that ran it (a supervisor keeps the name): the attempt's instance is dead.
     recovered = sum(
-        recover(job_id, now=timezone.now(), grace=timedelta(0), dead_attempt=number)
+        recover(job_id, grace=timedelta(0), dead_attempt=number)
         for job_id, number, worker, started in attempts
         if worker not in alive or started.timestamp() < alive[worker]
     )
@@ -121,7 +121,7 @@ def recover_lost() -> int:
     return recovered
 
 
-def recover(job_id: int, *, now: object, grace: timedelta, dead_attempt: int | None = None) -> bool:
+def recover(job_id: int, *, grace: timedelta, dead_attempt: int | None = None) -> bool:
     """A job still running long past the hard time limit, or whose worker is known dead, lost
     its worker: count the attempt as lost, then retry it if its budget allows, else fail it.
     ``dead_attempt``: the number of the attempt whose worker is known dead; nothing happens

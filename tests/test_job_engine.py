@@ -257,18 +257,18 @@ def test_resend_and_recover_leave_a_job_that_moved_on_alone(sent: list[int]) -> 
     assert Job.objects.get(pk=pending.pk).celery_task_id == pending.celery_task_id
 
     done = factories.make_job(job_type=JobType.REMEDIATION, status=JobStatus.COMPLETED)
-    assert sweeper.recover(done.pk, now=now, grace=timedelta(0)) is False
+    assert sweeper.recover(done.pk, grace=timedelta(0)) is False
     assert Job.objects.get(pk=done.pk).status == JobStatus.COMPLETED
 
     # The dead worker's attempt was attempt 2, but the job is still on its first.
-    assert sweeper.recover(started.pk, now=now, grace=timedelta(0), dead_attempt=2) is False
+    assert sweeper.recover(started.pk, grace=timedelta(0), dead_attempt=2) is False
     started.refresh_from_db()
     assert (started.status, started.retries) == (JobStatus.RUNNING, 0)
     assert started.attempts.get().outcome == AttemptOutcome.RUNNING
 
     Job.objects.filter(pk__in=[started.pk, pending.pk]).delete()  # retention, meanwhile
     assert sweeper.resend(pending.pk, cutoff=now + timedelta(hours=1)) is False
-    assert sweeper.recover(started.pk, now=now, grace=timedelta(0)) is False
+    assert sweeper.recover(started.pk, grace=timedelta(0)) is False
     assert not JobEvent.objects.exists()
     assert sent == []
 
@@ -493,7 +493,7 @@ def test_a_late_result_of_a_taken_over_attempt_is_not_recorded(engine_path, chan
     """The worker judged dead was only slow: its result arrives after the next attempt began."""
     job = services.enqueue(JobType.REMEDIATION)
     first = claimed(job)
-    assert sweeper.recover(job.pk, now=timezone.now(), grace=timedelta(0), dead_attempt=1)
+    assert sweeper.recover(job.pk, grace=timedelta(0), dead_attempt=1)
     claimed(job, retries=1)
     announced = len(changes)
 

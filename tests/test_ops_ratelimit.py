@@ -264,7 +264,7 @@ def test_a_deferral_after_the_attempt_was_taken_over_is_ignored(
     job = services.enqueue("test_ops_paced_once")
 
     def taken_over_then_limited(current: Job) -> dict[str, object]:
-        assert sweeper.recover(current.pk, now=timezone.now(), grace=timedelta(0), dead_attempt=1)
+        assert sweeper.recover(current.pk, grace=timedelta(0), dead_attempt=1)
         current.refresh_from_db()
         if next_attempt_started:  # the recovery's message already runs the next attempt
             assert lifecycle.start_attempt(
