@@ -31,7 +31,7 @@ MISSING_KEY = "accesshive:sweeper:missing"
 KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED_KEY = "unacked"
-SEARCHED_AT_MOST = 50_000
+SEARCHED_AT_MOST = 10_000
 
 
 def tracked() -> "redis.Redis[bytes] | None":
