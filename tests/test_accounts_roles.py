@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts import queries
 from accounts.models import UserRole
 from accounts.roles import ROLE_PERMISSIONS, Role
-from accounts.services import change_role, role_of, set_role
+from accounts.services import RoleChangeRefusedError, change_role, role_of, set_role
 from jobs.models import JobStatus
 from tests import factories
 from trail.models import TrailEntry
@@ -274,6 +274,39 @@ def test_a_superuser_counts_as_another_admin(admin: User) -> None:
     factories.make_user("root", superuser=True)
     assert change_role(admin, "viewer", actor=admin)
     assert role_of(admin) == "viewer"
+
+
+def test_each_role_change_is_recorded_on_the_user_it_changed(admin: User) -> None:
+    """The trail names the user changed, the role before (none is "") and after, and who
+    changed it; taking away a role nobody has changes and records nothing."""
+    tom = factories.make_user("tom")
+    assert set_role(tom, "viewer", actor=admin)
+    assert change_role(tom, "", actor=admin)
+    assert not change_role(tom, "", actor=admin)
+    assert [
+        (entry.actor, entry.target_type, entry.target_id, entry.target_label, entry.detail)
+        for entry in TrailEntry.objects.filter(action="user.role_changed").order_by("pk")
+        if entry.target_id == str(tom.pk)
+    ] == [
+        (admin, "auth.user", str(tom.pk), "tom", {"role": "viewer", "previous": ""}),
+        (admin, "auth.user", str(tom.pk), "tom", {"role": "", "previous": "viewer"}),
+    ]
+
+
+def test_a_refused_role_change_says_what_to_do(admin: User) -> None:
+    with pytest.raises(RoleChangeRefusedError) as last:
+        change_role(admin, "viewer", actor=admin)
+    assert str(last.value) == (
+        "ada is the last admin; nobody could manage roles any more. Make someone else an admin "
+        "first"
+    )
+    root = factories.make_user("root", superuser=True)
+    with pytest.raises(RoleChangeRefusedError) as superuser:
+        change_role(root, "viewer", actor=admin)
+    assert str(superuser.value) == (
+        "root is a superuser, an admin by Django's superuser flag; their role cannot be "
+        "changed here"
+    )
 
 
 # --- what each role grants ------------------------------------------------------------------

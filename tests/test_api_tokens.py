@@ -12,9 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiToken, hash_token
-from accounts.services import deactivate_user, set_role
+from accounts.services import deactivate_user, revoke_api_token, set_role
 from jobs.models import JobStatus
 from tests import factories
+from trail.models import TrailEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -133,6 +134,63 @@ def test_deactivating_a_user_revokes_their_tokens_in_use_and_nobody_elses(client
     assert ApiToken.objects.get(user=bob).revoked_at is None
     # Again: nothing left to revoke.
     assert deactivate_user(ada, actor=bob)["tokens_revoked"] == 0
+
+
+def test_a_deactivated_user_can_no_longer_sign_in_or_act_and_it_is_recorded() -> None:
+    ada, bob = admin("ada"), admin("bob")
+    browser = Client()
+    browser.force_login(ada)
+    assert browser.get(reverse("jobs:list")).status_code == 200
+    assert ada.has_perm("jobs.view_job")  # the role is read, and kept on the object
+
+    outcome = deactivate_user(ada, actor=bob)  # no token in use, no reason given
+
+    assert outcome == {"deactivated": True, "tokens_revoked": 0, "role_removed": True}
+    stored = User.objects.get(pk=ada.pk)
+    assert not stored.is_active
+    assert not stored.has_usable_password()
+    assert browser.get(reverse("jobs:list")).status_code == 302  # the open session ended
+    sign_in = Client().post(reverse("login"), {"username": "ada", "password": factories.PASSWORD})
+    assert sign_in.status_code == 200  # the form again
+    assert not ada.has_perm("jobs.view_job")  # the caller's object forgets the role too
+    [entry] = TrailEntry.objects.filter(action="user.deactivated")
+    assert entry.actor == bob
+    assert (entry.target_type, entry.target_id, entry.target_label) == (
+        "auth.user",
+        str(ada.pk),
+        "ada",
+    )
+    assert entry.detail == {
+        "reason": "",
+        "deactivated": True,
+        "tokens_revoked": 0,
+        "role_removed": True,
+    }
+    [removed] = TrailEntry.objects.filter(action="user.role_changed", actor=bob)
+    assert removed.detail == {"role": "", "previous": "admin"}
+
+
+def test_revoking_a_token_refuses_it_and_no_other_once(client: Client) -> None:
+    ada, bob = admin("ada"), admin("bob")
+    token, raw = ApiToken.issue(ada, "deploy")
+    _, other = ApiToken.issue(ada, "report")
+    _, bobs = ApiToken.issue(bob, "cli")
+
+    assert revoke_api_token(token, actor=bob) is True
+
+    assert client.get(LIST_URL, headers=bearer(raw)).status_code == 401
+    for still_in_use in (other, bobs):
+        assert client.get(LIST_URL, headers=bearer(still_in_use)).status_code == 200
+    revoked_at = ApiToken.objects.get(pk=token.pk).revoked_at
+    assert revoke_api_token(token, actor=bob) is False  # revoked already: left as it was
+    assert ApiToken.objects.get(pk=token.pk).revoked_at == revoked_at
+    [entry] = TrailEntry.objects.filter(action="api_token.revoked")
+    assert entry.actor == bob
+    assert (entry.target_type, entry.target_id, entry.target_label) == (
+        "accounts.apitoken",
+        str(token.pk),
+        f"deploy ({token.prefix}…) of ada",
+    )
 
 
 def test_a_script_posts_with_its_token_and_no_csrf_token() -> None:

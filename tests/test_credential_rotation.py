@@ -5,11 +5,14 @@ no password in the job's input, result, error or logs."""
 import contextlib
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from identities.handlers.common import google_workspace_client
@@ -259,6 +262,48 @@ def test_crash_after_the_vault_write_before_the_platform_call(gws, identity, hol
     assert [v.version for v in get_vault().list_versions(pending.ref.path)] == [1]
     assert readable_pending(identity) == []
     assert (job.result or {})["resumed"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_staging_at_the_same_moment_as_another_finishes_the_others(
+    identity, holder
+) -> None:
+    """Two attempts stage at once: the vault's check-and-set refuses the second write, and that
+    attempt carries on with the password the first staged (not a second one, not an error)."""
+    job = rotation_job(identity, holder)
+    path = handlers.pending_path(identity)
+    staged = threading.Event()
+
+    def first_attempt() -> None:
+        try:
+            with transaction.atomic():
+                data = {"password": "F1rst-Attempts-Pa55word", handlers.JOB_KEY: str(job.pk)}
+                get_vault().write(path, data, cas=0)
+                staged.set()
+                # Commit only once the other attempt waits on this row: its write then fails.
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                    time.sleep(0.05)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_attempt)
+    thread.start()
+    assert staged.wait(30)
+    pending = handlers.stage_pending(identity, job)
+    thread.join(30)
+
+    assert pending.password == "F1rst-Attempts-Pa55word"
+    assert not pending.fresh  # not staged by this attempt: a refusal must not drop it
+    assert pending.ref.version == 1
+    assert [v.version for v in get_vault().list_versions(path)] == [1]
 
 
 def test_crash_after_the_platform_call_before_the_vault_moves(gws, identity, holder) -> None:

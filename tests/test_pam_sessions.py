@@ -661,3 +661,14 @@ def test_rotation_by_hand_is_refused_while_checked_out_and_for_managed(
         services.record_manual_rotation(managed, actor=admin, password="x-Pa55-y")
     assert get_vault().current_version(external.vault_path) == 1
     assert get_vault().current_version(managed.password_path) == 1
+
+
+def test_rotation_by_hand_without_a_password_is_refused_and_keeps_the_old_one(
+    external, admin
+) -> None:
+    """An empty password stored as the credential's new version would lock everyone out."""
+    with pytest.raises(PamError, match="Enter the new password"):
+        services.record_manual_rotation(external, actor=admin, password="")
+    assert get_vault().current_version(external.vault_path) == 1
+    assert get_vault().read(external.vault_path)["password"] == factories.EXTERNAL_PASSWORD
+    assert not TrailEntry.objects.filter(action="credential.rotated_by_hand").exists()

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.middleware import LAST_SEEN_AT, SIGNED_IN_AT
 from accounts.models import ApiToken
-from accounts.services import set_role
+from accounts.services import set_role, unlock
 from tests.factories import PASSWORD, make_user
 from tests.openbao import running_openbao
 from trail.models import TrailEntry
@@ -89,6 +89,29 @@ def test_an_admin_sees_the_lockout_and_unlocks_it() -> None:
     assert entry.target_label == "ops"
 
     assert sign_in(attacker, "/login/", "ops", PASSWORD) == 302
+
+
+def test_unlocking_lifts_that_lockout_only_and_records_it() -> None:
+    """The lock is per user and address: unlocking one leaves the same user from another
+    address, and another user from the same address, locked out."""
+    with_role("ops", "operator")
+    with_role("dev", "operator")
+    admin = with_role("chief", "admin")
+    here, there = Client(), Client(REMOTE_ADDR="10.9.9.9")
+    for client, username in ((here, "ops"), (there, "ops"), (here, "dev")):
+        for _ in range(3):
+            sign_in(client, "/login/", username, "wrong")
+        assert sign_in(client, "/login/", username, PASSWORD) == 429
+
+    unlock(AccessAttempt.objects.get(username="ops", ip_address="127.0.0.1"), actor=admin)
+
+    assert sign_in(there, "/login/", "ops", PASSWORD) == 429
+    assert sign_in(here, "/login/", "dev", PASSWORD) == 429
+    assert sign_in(here, "/login/", "ops", PASSWORD) == 302
+    entry = TrailEntry.objects.get(action="user.unlocked")
+    assert entry.actor == admin
+    assert entry.target_label == "ops"
+    assert entry.detail == {"username": "ops", "address": "127.0.0.1"}
 
 
 @pytest.mark.parametrize("typed", ["x" * 100_000, "nul\x00in the middle"])
