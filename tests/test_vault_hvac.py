@@ -25,7 +25,7 @@ from tests.openbao import (
 )
 from tests.servers import free_port
 from vault.backends import get_vault
-from vault.backends.hashicorp import AUTO_CAS_ATTEMPTS, CAS_MISMATCH, HvacVault
+from vault.backends.hashicorp import AUTO_CAS_ATTEMPTS, CAS_MISMATCH, HvacVault, _parse_time
 from vault.base import CredentialVault, SecretRef
 from vault.errors import (
     SecretNotFound,
@@ -579,3 +579,163 @@ def test_a_timeout_that_is_not_positive_is_refused(timeout):
     with pytest.raises(ImproperlyConfigured, match="VAULT_TIMEOUT must be a positive number"):
         HvacVault(addr="http://127.0.0.1:8200", token="t", timeout=timeout)
     assert HvacVault(addr="http://127.0.0.1:8200", token="t", timeout=0.001)
+
+
+def test_a_mount_removed_after_its_check_says_so_and_long_answers_are_cut(openbao):
+    # The mount is checked once per process; an operator who disables or moves it later gets
+    # OpenBao's own "no handler for route" and the setting to look at, not "does not exist".
+    mount = f"kv-gone-{uuid.uuid4().hex[:8]}"
+    client = openbao.client()
+    client.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    vault = HvacVault(addr=openbao.url, token=ROOT_TOKEN, mount=mount, prefix="p")
+    vault.write(PATH, {"password": "one"})
+    client.sys.disable_secrets_engine(mount)
+
+    def said(path: str) -> str:
+        with pytest.raises(hvac.exceptions.InvalidPath) as raw:
+            client.secrets.kv.v2.read_secret_version(
+                path=f"p/{path}", mount_point=mount, raise_on_deleted_version=True
+            )
+        [error] = raw.value.errors
+        return str(error)
+
+    overhead = len(said("x")) - 1
+    for length, detail_length in ((300, 300), (301, 300)):
+        path = "x" * (length - overhead)  # OpenBao's answer is exactly `length` characters
+        answer = said(path)
+        assert len(answer) == length
+        shown = answer if length <= 300 else answer[:297] + "..."
+        with pytest.raises(VaultRequestRejected) as excinfo:
+            vault.read(path)
+        assert str(excinfo.value) == (
+            f"HashiCorp Vault at {openbao.url} rejected reading vault:{path}: 404 {shown}. "
+            f"Check that VAULT_MOUNT ({mount!r}) is a KV version 2 secrets engine"
+        )
+        assert len(shown) == detail_length
+        assert isinstance(excinfo.value, PermanentError)
+
+
+def test_a_version_openbao_cannot_parse_is_rejected_with_its_reason(vault):
+    vault.write(PATH, {"password": "one"})
+    too_big = 2**63  # a whole number from 1, but past OpenBao's int64
+
+    with pytest.raises(VaultRequestRejected) as read:
+        vault.read(PATH, version=too_big)
+    with pytest.raises(VaultRequestRejected) as delete:
+        vault.delete(PATH, version=too_big)
+
+    assert f"rejected reading vault:{PATH}#{too_big}: 400 " in str(read.value)
+    assert f"rejected deleting vault:{PATH}#{too_big}: 400 " in str(delete.value)
+    for excinfo in (read, delete):
+        assert "value out of range" in str(excinfo.value)
+        assert isinstance(excinfo.value, PermanentError)
+    assert vault.read(PATH) == {"password": "one"}
+
+
+def test_tls_to_a_vault_that_speaks_plain_http_is_refused_not_retried(vault_settings, openbao):
+    https = openbao.url.replace("http://", "https://")
+    vault_settings.VAULT_ADDR = https
+    by_token = HvacVault(addr=https, token=ROOT_TOKEN)
+
+    with pytest.raises(VaultRequestRejected) as login:
+        get_vault().read(PATH)
+    with pytest.raises(VaultRequestRejected) as first_call:
+        by_token.read(PATH)
+
+    assert str(login.value).startswith(
+        f"TLS to HashiCorp Vault at {https} failed while logging in (AppRole) for the vault: "
+        "SSLError: "
+    )
+    assert str(first_call.value).startswith(
+        f"TLS to HashiCorp Vault at {https} failed while checking the secrets engine at "
+        "VAULT_MOUNT 'secret': SSLError: "
+    )
+    for excinfo in (login, first_call):
+        assert str(excinfo.value).endswith(". Check VAULT_CACERT")
+        assert isinstance(excinfo.value, PermanentError)
+        assert not isinstance(excinfo.value, TransientError)
+
+
+def test_a_denied_delete_names_the_secret_and_version_and_deletes_are_logged(
+    vault_settings, openbao, prefix, caplog
+):
+    caplog.set_level(logging.INFO, logger="vault.backends.hashicorp")
+    vault_settings.VAULT_PATH_PREFIX = "elsewhere"  # outside the AppRole policy
+    denied = get_vault()
+    for version, ref in ((None, f"vault:{PATH}"), (1, f"vault:{PATH}#1")):
+        with pytest.raises(VaultPermissionDenied) as excinfo:
+            denied.delete(PATH, version=version)
+        assert str(excinfo.value) == (
+            f"HashiCorp Vault at {openbao.url} denied deleting {ref}: permission denied. "
+            "Check that the token or AppRole policy allows secret/data/elsewhere/* and "
+            "secret/metadata/elsewhere/*"
+        )
+    assert not [r for r in caplog.records if r.getMessage() == "vault.secret.deleted"]
+
+    vault_settings.VAULT_PATH_PREFIX = prefix
+    vault = get_vault()
+    vault.write(PATH, {"password": SECRET})
+    vault.write(PATH, {"password": SECRET})
+    vault.delete(PATH)
+    vault.delete(PATH, version=1)
+
+    deleted = [r for r in caplog.records if r.getMessage() == "vault.secret.deleted"]
+    assert [(r.__dict__["secret_ref"], r.__dict__["backend"]) for r in deleted] == [
+        (f"vault:{PATH}#latest", "hvac"),
+        (f"vault:{PATH}#1", "hvac"),
+    ]
+    assert [v.deleted for v in vault.list_versions(PATH)] == [True, True]
+    assert not any(SECRET in repr(r.__dict__) for r in caplog.records)
+
+
+def test_a_mount_of_another_engine_is_named_by_its_type(openbao):
+    mount = f"transit-{uuid.uuid4().hex[:8]}"
+    openbao.client().sys.enable_secrets_engine("transit", path=mount)
+    vault = HvacVault(addr=openbao.url, token=ROOT_TOKEN, mount=mount)
+
+    with pytest.raises(VaultRequestRejected) as excinfo:
+        vault.current_version(PATH)
+
+    assert str(excinfo.value).startswith(
+        f"VAULT_MOUNT {mount!r} on HashiCorp Vault at {openbao.url} is a transit secrets "
+        "engine; AccessHive needs KV version 2"
+    )
+
+
+def test_a_generic_mount_upgraded_to_versions_is_taken(openbao):
+    # Mounts from before "kv" was the engine's name keep the type "generic"; `vault kv
+    # enable-versioning` makes one KV version 2.
+    mount = f"generic-{uuid.uuid4().hex[:8]}"
+    client = openbao.client()
+    client.sys.enable_secrets_engine("generic", path=mount)
+    with pytest.raises(VaultRequestRejected, match="is a generic secrets engine"):
+        HvacVault(addr=openbao.url, token=ROOT_TOKEN, mount=mount).check_mount()
+
+    client.sys.tune_mount_configuration(mount, options={"version": "2"})
+
+    HvacVault(addr=openbao.url, token=ROOT_TOKEN, mount=mount).check_mount()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Go's RFC 3339 with nanoseconds, trailing zeros dropped, as OpenBao writes times.
+        ("2026-12-05T02:19:08.795365952Z", datetime(2026, 12, 5, 2, 19, 8, 795365, tzinfo=UTC)),
+        ("2026-12-05T02:19:08.5Z", datetime(2026, 12, 5, 2, 19, 8, 500000, tzinfo=UTC)),
+        ("2026-12-05T02:19:08.00012Z", datetime(2026, 12, 5, 2, 19, 8, 120, tzinfo=UTC)),
+        ("2026-12-05T02:19:08Z", datetime(2026, 12, 5, 2, 19, 8, tzinfo=UTC)),
+        # A server that does not run in UTC, and one that names no zone at all (taken as UTC).
+        ("2026-12-05T04:19:08.5+02:00", datetime(2026, 12, 5, 2, 19, 8, 500000, tzinfo=UTC)),
+        (
+            "2026-12-04T21:19:08.795365952-05:00",
+            datetime(2026, 12, 5, 2, 19, 8, 795365, tzinfo=UTC),
+        ),
+        ("2026-12-05T02:19:08.5", datetime(2026, 12, 5, 2, 19, 8, 500000, tzinfo=UTC)),
+        ("", None),
+        ("not a time", None),
+    ],
+)
+def test_version_times_in_every_form_vault_writes_them(text, expected):
+    parsed = _parse_time(text)
+    assert parsed == expected
+    assert parsed is None or parsed.tzinfo is not None
