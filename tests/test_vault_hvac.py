@@ -696,9 +696,11 @@ def test_a_mount_of_another_engine_is_named_by_its_type(openbao):
     with pytest.raises(VaultRequestRejected) as excinfo:
         vault.current_version(PATH)
 
-    assert str(excinfo.value).startswith(
+    # A transit engine cannot be upgraded to KV: the advice is to mount one, or use another.
+    assert str(excinfo.value) == (
         f"VAULT_MOUNT {mount!r} on HashiCorp Vault at {openbao.url} is a transit secrets "
-        "engine; AccessHive needs KV version 2"
+        "engine; AccessHive needs KV version 2 (versions and check-and-set). Enable one "
+        f"(vault secrets enable -path={mount} kv-v2) or point VAULT_MOUNT at a KV version 2 engine"
     )
 
 

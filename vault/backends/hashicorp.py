@@ -262,12 +262,18 @@ class HvacVault:
         mount = _data(response)
         version = str((mount.get("options") or {}).get("version") or "1")
         if mount.get("type") not in {"kv", "generic"} or version != "2":
+            kv = mount.get("type") in {"kv", "generic"}
             kind = f"KV version {version}" if mount.get("type") == "kv" else mount.get("type")
+            # Only a KV engine can be upgraded in place; any other is the wrong mount.
+            instead = (
+                f"upgrade this one (vault kv enable-versioning {self._mount})"
+                if kv
+                else "point VAULT_MOUNT at a KV version 2 engine"
+            )
             raise VaultRequestRejected(
                 f"VAULT_MOUNT {self._mount!r} on HashiCorp Vault at {self._addr} is a {kind} "
                 "secrets engine; AccessHive needs KV version 2 (versions and check-and-set). "
-                f"Enable one (vault secrets enable -path={self._mount} kv-v2) or upgrade this "
-                f"one (vault kv enable-versioning {self._mount})"
+                f"Enable one (vault secrets enable -path={self._mount} kv-v2) or {instead}"
             )
         self._mount_checked = True
 
