@@ -207,9 +207,13 @@ class SamlIdpSandbox(ServedInThread):
         port: int = 0,
         users: Iterable[SandboxUser] = DEFAULT_USERS,
         signing_key: SigningKey | None = None,
+        next_signing_key: SigningKey | None = None,
         service_providers: Iterable[ServiceProvider] = (),
     ) -> None:
         self.signing_key = signing_key or SigningKey.generate()
+        # Published beside the signing key before a rollover (the key it will sign with next),
+        # and after it (the key it signed with before), as ADFS and Entra ID do.
+        self.other_published_key = next_signing_key
         self._lock = threading.Lock()
         self._users = {
             user.email.lower(): replace(user, groups=list(user.groups)) for user in users
@@ -264,15 +268,28 @@ class SamlIdpSandbox(ServedInThread):
         with self._lock:
             return list(self._logout_responses)
 
+    def roll_over(self) -> None:
+        """Sign with the next key from now on; the old one stays published for a while."""
+        if self.other_published_key is None:
+            raise ValueError("the sandbox IdP was given no next signing key")
+        self.signing_key, self.other_published_key = self.other_published_key, self.signing_key
+
     def metadata_xml(self) -> str:
+        keys = [self.signing_key]
+        if self.other_published_key is not None:
+            keys.append(self.other_published_key)
+        key_descriptors = "".join(
+            '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+            f"{key.certificate_base64}"
+            "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            for key in keys
+        )
         return (
             f'<md:EntityDescriptor xmlns:md="{NS_MD}" xmlns:ds="{NS_DS}" '
             f"entityID={quoteattr(self.entity_id)}>"
             f'<md:IDPSSODescriptor WantAuthnRequestsSigned="false" '
             f'protocolSupportEnumeration="{NS_SAMLP}">'
-            '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
-            f"{self.signing_key.certificate_base64}"
-            "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            f"{key_descriptors}"
             f'<md:SingleLogoutService Binding="{BINDING_REDIRECT}" '
             f"Location={quoteattr(self.slo_url)}/>"
             f"<md:NameIDFormat>{EMAIL_FORMAT}</md:NameIDFormat>"

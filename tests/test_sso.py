@@ -33,6 +33,7 @@ from sandbox.saml_idp import (
     SamlIdpSandbox,
     SandboxUser,
     ServiceProvider,
+    SigningKey,
     decode_redirect_message,
     saml_time,
 )
@@ -833,6 +834,42 @@ def test_an_admin_sees_the_trusted_certificates_subject_expiry_and_fingerprint(c
         f"<td>{certificate.not_valid_after_utc:%Y-%m-%d %H:%M}</td>"
         f"<td><code>{fingerprint}</code></td></tr>"
     ) in page
+
+
+def test_an_idp_rolling_its_signing_key_over_keeps_people_signing_in(client):
+    """The IdP's metadata publishes its next key beside the current one (ADFS, Entra ID):
+    AccessHive trusts both, so people sign in before the IdP switches keys and after, while
+    a key it never published is still refused."""
+    current, upcoming = saml_support.idp_key(), saml_support.other_key()
+    idp = SamlIdpSandbox(signing_key=current, next_signing_key=upcoming)
+    idp.register_service_provider(ServiceProvider(SP_ENTITY_ID, ACS_URL, SLS_URL))
+    try:
+        config = configure(idp)
+        assert saml.split_certificates(config.idp_x509_cert) == [
+            current.certificate_pem.strip(),
+            upcoming.certificate_pem.strip(),
+        ]
+
+        assert sign_in(client, idp, "alice@example.com").status_code == 302
+        idp.roll_over()
+        after = Client()
+        assert sign_in(after, idp, "alice@example.com").status_code == 302
+        assert signed_in_user(after) == User.objects.get(username="alice@example.com")
+
+        stranger = Client()
+        request_id, relay_state = start_login(stranger)
+        forged = mint(
+            idp,
+            "alice@example.com",
+            in_response_to=request_id,
+            signing_key=SigningKey.generate("Not the IdP either"),
+        )
+        assert post_response(stranger, forged, relay_state).status_code == 403
+        assert signed_in_user(stranger) is None
+        refused = TrailEntry.objects.get(action="user.sign_in_refused")
+        assert refused.detail["code"] == "bad_signature"
+    finally:
+        idp.shutdown()
 
 
 # --- metadata ---------------------------------------------------------------------------------

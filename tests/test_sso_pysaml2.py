@@ -215,3 +215,25 @@ def test_an_assertion_encrypted_to_a_replaced_sp_certificate_is_refused_with_wha
     assert signed_in(client) is None
     refused = TrailEntry.objects.get(action="user.sign_in_refused")
     assert refused.detail["code"] == "encryption"
+
+
+def test_a_decrypted_assertion_failing_another_check_is_not_blamed_on_the_sp_key(client, make_idp):
+    """The SP key decrypted the assertion, which then lacks its AuthnStatement: refused as an
+    unencrypted one would be, not as "encrypted and AccessHive has no SP key"."""
+    generate_sp_key(actor=None)
+    idp = make_idp()
+    certificate = SamlSettings.objects.get().sp_certificate
+
+    response = sign_in(client, idp, encrypt_to=certificate, authn_statement=False)
+
+    assert response.status_code == 400
+    text = html.unescape(response.content.decode())
+    assert "not a well-formed SAML 2.0 response" in text
+    assert "SP key" not in text
+    assert signed_in(client) is None
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert refused.detail["code"] == "malformed"
+    # The same assertion unencrypted is refused for the same reason.
+    unencrypted = Client()
+    assert sign_in(unencrypted, idp, authn_statement=False).status_code == 400
+    assert signed_in(unencrypted) is None
