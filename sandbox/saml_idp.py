@@ -37,6 +37,8 @@ BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 PASSWORD_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105 - a URN
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1_DIGEST = "http://www.w3.org/2000/09/xmldsig#sha1"
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 # AccessHive's SAML endpoints under its base URL (sso/urls.py).
 ACCESSHIVE_PATHS = {
@@ -325,6 +327,7 @@ class SamlIdpSandbox(ServedInThread):
         sign_assertion: bool = True,
         sign_response: bool = False,
         signing_key: SigningKey | None = None,
+        sha1: bool = False,
         tamper: Callable[[str], str] | None = None,
     ) -> str:
         """A samlp:Response for ``email`` (a configured user, or anyone given
@@ -332,8 +335,8 @@ class SamlIdpSandbox(ServedInThread):
         them out. ``not_on_or_after`` ends both the bearer confirmation and the Conditions;
         ``confirmation_not_on_or_after`` ends the confirmation at another time, and
         ``confirmation_expires`` / ``conditions_expire`` False leave either without an end.
-        ``signing_key`` signs instead of the IdP's own key; ``tamper`` edits the XML after
-        signing."""
+        ``signing_key`` signs instead of the IdP's own key; ``sha1`` signs with RSA-SHA1 and a
+        SHA-1 digest, as old IdPs still do; ``tamper`` edits the XML after signing."""
         now = issue_instant or dt.datetime.now(dt.UTC)
         if attributes is None:
             attributes = self.user(email).attributes
@@ -396,7 +399,7 @@ class SamlIdpSandbox(ServedInThread):
             + "</saml:Assertion>"
         )
         if sign_assertion:
-            assertion = _signed(assertion, key)
+            assertion = _signed(assertion, key, sha1=sha1)
         destination = acs_url if destination is None else destination
         response = (
             f'<samlp:Response xmlns:samlp="{NS_SAMLP}" xmlns:saml="{NS_SAML}" '
@@ -408,7 +411,7 @@ class SamlIdpSandbox(ServedInThread):
             f"{assertion}</samlp:Response>"
         )
         if sign_response:
-            response = _signed(response, key)
+            response = _signed(response, key, sha1=sha1)
         return tamper(response) if tamper else response
 
     def mint_response(self, email: str, **options: Any) -> str:
@@ -636,9 +639,12 @@ class SamlIdpSandbox(ServedInThread):
         return f"{url}{'&' if '?' in url else '?'}{query}&Signature={quote_plus(signature)}"
 
 
-def _signed(xml: str, key: SigningKey) -> str:
+def _signed(xml: str, key: SigningKey, *, sha1: bool = False) -> str:
     """``xml`` with an enveloped signature over its root element (after its Issuer)."""
-    signed = OneLogin_Saml2_Utils.add_sign(xml, key.private_key_pem, key.certificate_pem)
+    algorithms = {"sign_algorithm": RSA_SHA1, "digest_algorithm": SHA1_DIGEST} if sha1 else {}
+    signed = OneLogin_Saml2_Utils.add_sign(
+        xml, key.private_key_pem, key.certificate_pem, **algorithms
+    )
     return signed.decode() if isinstance(signed, bytes) else str(signed)
 
 
