@@ -17,7 +17,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from accounts.services import role_of
 from sso import saml
 from sso.models import SamlSettings
-from sso.services import generate_sp_key, get_settings, update_settings
+from sso.services import SP_KEY_PATH, generate_sp_key, get_settings, update_settings
 from tests import saml_support
 from tests.pysaml2_idp import SSO_URL, Pysaml2Idp
 from tests.saml_support import GROUP_MAPPING, post_response
@@ -168,6 +168,23 @@ def test_the_sp_key_signs_authn_requests_and_the_metadata(client, make_idp):
     entry = TrailEntry.objects.filter(action="sso.settings_changed").first()
     assert entry is not None
     assert "sp_certificate" in str(entry.detail)
+
+
+def test_the_sp_signs_with_the_key_version_its_settings_name(client, make_idp):
+    """A newer version at the key's vault path (a key generation that stopped before the
+    settings were saved, say) must not be used: it does not match the certificate the IdP
+    was given, which would then refuse every signed request."""
+    config = generate_sp_key(actor=None)
+    stray = saml_support.other_key()
+    get_vault().write(SP_KEY_PATH, {"private_key": stray.private_key_pem})
+    idp = make_idp(want_signed_requests=True)
+
+    metadata = client.get(reverse("sso:metadata")).content.decode()
+
+    assert idp.verifies_signature_of(metadata, config.sp_certificate, ENTITY_DESCRIPTOR)
+    request, relay_state = idp.read_request(start(client))  # pysaml2 checks the signature
+    encoded = idp.respond(request, ADA, groups=("accesshive-admins",))
+    assert post_response(client, encoded, relay_state).status_code == 302
 
 
 def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(client, make_idp):
