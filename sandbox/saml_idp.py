@@ -315,6 +315,7 @@ class SamlIdpSandbox(ServedInThread):
         assertion_id: str | None = None,
         session_index: str | None = None,
         name_id: str | None = None,
+        with_name_id: bool = True,
         name_id_format: str = EMAIL_FORMAT,
         name_qualifier: str = "",
         sp_name_qualifier: str = "",
@@ -336,7 +337,8 @@ class SamlIdpSandbox(ServedInThread):
         ``confirmation_not_on_or_after`` ends the confirmation at another time, and
         ``confirmation_expires`` / ``conditions_expire`` False leave either without an end.
         ``signing_key`` signs instead of the IdP's own key; ``sha1`` signs with RSA-SHA1 and a
-        SHA-1 digest, as old IdPs still do; ``tamper`` edits the XML after signing."""
+        SHA-1 digest, as old IdPs still do; ``with_name_id=False`` leaves the NameID out;
+        ``tamper`` edits the XML after signing."""
         now = issue_instant or dt.datetime.now(dt.UTC)
         if attributes is None:
             attributes = self.user(email).attributes
@@ -374,12 +376,15 @@ class SamlIdpSandbox(ServedInThread):
             f"IssueInstant={quoteattr(saml_time(now))}>"
             f"<saml:Issuer>{escape(issuer)}</saml:Issuer>"
             "<saml:Subject>"
-            f"<saml:NameID Format={quoteattr(name_id_format)}"
-            + (f" NameQualifier={quoteattr(name_qualifier)}" if name_qualifier else "")
-            + (f" SPNameQualifier={quoteattr(sp_name_qualifier)}" if sp_name_qualifier else "")
-            + ">"
-            f"{escape(name_id or email)}</saml:NameID>"
-            f'<saml:SubjectConfirmation Method="{BEARER}">'
+            + (
+                f"<saml:NameID Format={quoteattr(name_id_format)}"
+                + (f" NameQualifier={quoteattr(name_qualifier)}" if name_qualifier else "")
+                + (f" SPNameQualifier={quoteattr(sp_name_qualifier)}" if sp_name_qualifier else "")
+                + f">{escape(name_id or email)}</saml:NameID>"
+                if with_name_id
+                else ""
+            )
+            + f'<saml:SubjectConfirmation Method="{BEARER}">'
             f"<saml:SubjectConfirmationData {confirmation}/>"
             "</saml:SubjectConfirmation></saml:Subject>"
             f"<saml:Conditions NotBefore={quoteattr(saml_time(starts))}"

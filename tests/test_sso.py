@@ -236,6 +236,13 @@ REFUSALS = [
         id="sha1",
     ),
     pytest.param(
+        # The email attribute alone would do for signing in, but no sign-out could name them.
+        lambda: {"with_name_id": False},
+        "the assertion does not name the person (no NameID)",
+        "no_name_id",
+        id="no-name-id",
+    ),
+    pytest.param(
         lambda: {"audience": "https://other.example/saml"},
         "meant for another service (audience)",
         "wrong_audience",
