@@ -37,6 +37,8 @@ BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 PASSWORD_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105 - a URN
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1_DIGEST = "http://www.w3.org/2000/09/xmldsig#sha1"
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 # AccessHive's SAML endpoints under its base URL (sso/urls.py).
 ACCESSHIVE_PATHS = {
@@ -207,9 +209,13 @@ class SamlIdpSandbox(ServedInThread):
         port: int = 0,
         users: Iterable[SandboxUser] = DEFAULT_USERS,
         signing_key: SigningKey | None = None,
+        next_signing_key: SigningKey | None = None,
         service_providers: Iterable[ServiceProvider] = (),
     ) -> None:
         self.signing_key = signing_key or SigningKey.generate()
+        # Published beside the signing key before a rollover (the key it will sign with next),
+        # and after it (the key it signed with before), as ADFS and Entra ID do.
+        self.other_published_key = next_signing_key
         self._lock = threading.Lock()
         self._users = {
             user.email.lower(): replace(user, groups=list(user.groups)) for user in users
@@ -264,15 +270,28 @@ class SamlIdpSandbox(ServedInThread):
         with self._lock:
             return list(self._logout_responses)
 
+    def roll_over(self) -> None:
+        """Sign with the next key from now on; the old one stays published for a while."""
+        if self.other_published_key is None:
+            raise ValueError("the sandbox IdP was given no next signing key")
+        self.signing_key, self.other_published_key = self.other_published_key, self.signing_key
+
     def metadata_xml(self) -> str:
+        keys = [self.signing_key]
+        if self.other_published_key is not None:
+            keys.append(self.other_published_key)
+        key_descriptors = "".join(
+            '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+            f"{key.certificate_base64}"
+            "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            for key in keys
+        )
         return (
             f'<md:EntityDescriptor xmlns:md="{NS_MD}" xmlns:ds="{NS_DS}" '
             f"entityID={quoteattr(self.entity_id)}>"
             f'<md:IDPSSODescriptor WantAuthnRequestsSigned="false" '
             f'protocolSupportEnumeration="{NS_SAMLP}">'
-            '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
-            f"{self.signing_key.certificate_base64}"
-            "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            f"{key_descriptors}"
             f'<md:SingleLogoutService Binding="{BINDING_REDIRECT}" '
             f"Location={quoteattr(self.slo_url)}/>"
             f"<md:NameIDFormat>{EMAIL_FORMAT}</md:NameIDFormat>"
@@ -296,6 +315,7 @@ class SamlIdpSandbox(ServedInThread):
         assertion_id: str | None = None,
         session_index: str | None = None,
         name_id: str | None = None,
+        with_name_id: bool = True,
         name_id_format: str = EMAIL_FORMAT,
         name_qualifier: str = "",
         sp_name_qualifier: str = "",
@@ -308,6 +328,7 @@ class SamlIdpSandbox(ServedInThread):
         sign_assertion: bool = True,
         sign_response: bool = False,
         signing_key: SigningKey | None = None,
+        sha1: bool = False,
         tamper: Callable[[str], str] | None = None,
     ) -> str:
         """A samlp:Response for ``email`` (a configured user, or anyone given
@@ -315,8 +336,9 @@ class SamlIdpSandbox(ServedInThread):
         them out. ``not_on_or_after`` ends both the bearer confirmation and the Conditions;
         ``confirmation_not_on_or_after`` ends the confirmation at another time, and
         ``confirmation_expires`` / ``conditions_expire`` False leave either without an end.
-        ``signing_key`` signs instead of the IdP's own key; ``tamper`` edits the XML after
-        signing."""
+        ``signing_key`` signs instead of the IdP's own key; ``sha1`` signs with RSA-SHA1 and a
+        SHA-1 digest, as old IdPs still do; ``with_name_id=False`` leaves the NameID out;
+        ``tamper`` edits the XML after signing."""
         now = issue_instant or dt.datetime.now(dt.UTC)
         if attributes is None:
             attributes = self.user(email).attributes
@@ -354,12 +376,15 @@ class SamlIdpSandbox(ServedInThread):
             f"IssueInstant={quoteattr(saml_time(now))}>"
             f"<saml:Issuer>{escape(issuer)}</saml:Issuer>"
             "<saml:Subject>"
-            f"<saml:NameID Format={quoteattr(name_id_format)}"
-            + (f" NameQualifier={quoteattr(name_qualifier)}" if name_qualifier else "")
-            + (f" SPNameQualifier={quoteattr(sp_name_qualifier)}" if sp_name_qualifier else "")
-            + ">"
-            f"{escape(name_id or email)}</saml:NameID>"
-            f'<saml:SubjectConfirmation Method="{BEARER}">'
+            + (
+                f"<saml:NameID Format={quoteattr(name_id_format)}"
+                + (f" NameQualifier={quoteattr(name_qualifier)}" if name_qualifier else "")
+                + (f" SPNameQualifier={quoteattr(sp_name_qualifier)}" if sp_name_qualifier else "")
+                + f">{escape(name_id or email)}</saml:NameID>"
+                if with_name_id
+                else ""
+            )
+            + f'<saml:SubjectConfirmation Method="{BEARER}">'
             f"<saml:SubjectConfirmationData {confirmation}/>"
             "</saml:SubjectConfirmation></saml:Subject>"
             f"<saml:Conditions NotBefore={quoteattr(saml_time(starts))}"
@@ -379,7 +404,7 @@ class SamlIdpSandbox(ServedInThread):
             + "</saml:Assertion>"
         )
         if sign_assertion:
-            assertion = _signed(assertion, key)
+            assertion = _signed(assertion, key, sha1=sha1)
         destination = acs_url if destination is None else destination
         response = (
             f'<samlp:Response xmlns:samlp="{NS_SAMLP}" xmlns:saml="{NS_SAML}" '
@@ -391,7 +416,7 @@ class SamlIdpSandbox(ServedInThread):
             f"{assertion}</samlp:Response>"
         )
         if sign_response:
-            response = _signed(response, key)
+            response = _signed(response, key, sha1=sha1)
         return tamper(response) if tamper else response
 
     def mint_response(self, email: str, **options: Any) -> str:
@@ -619,9 +644,12 @@ class SamlIdpSandbox(ServedInThread):
         return f"{url}{'&' if '?' in url else '?'}{query}&Signature={quote_plus(signature)}"
 
 
-def _signed(xml: str, key: SigningKey) -> str:
+def _signed(xml: str, key: SigningKey, *, sha1: bool = False) -> str:
     """``xml`` with an enveloped signature over its root element (after its Issuer)."""
-    signed = OneLogin_Saml2_Utils.add_sign(xml, key.private_key_pem, key.certificate_pem)
+    algorithms = {"sign_algorithm": RSA_SHA1, "digest_algorithm": SHA1_DIGEST} if sha1 else {}
+    signed = OneLogin_Saml2_Utils.add_sign(
+        xml, key.private_key_pem, key.certificate_pem, **algorithms
+    )
     return signed.decode() if isinstance(signed, bytes) else str(signed)
 
 

@@ -559,9 +559,8 @@ def _refusal(code: int, response: Any, data: dict[str, Any]) -> SignInRefused:
     if code in _REASONS:
         key, reason = _REASONS[code]
         return SignInRefused(key, reason)
-    if response.encrypted:
-        key, reason = _REASONS[OneLogin_Saml2_ValidationError.NO_ENCRYPTED_ASSERTION]
-        return SignInRefused(key, reason)
+    # An encrypted assertion got here decrypted (without the key, reading it failed first),
+    # so the SP key is not what is wrong.
     return SignInRefused("malformed", _MALFORMED, status=400)
 
 
@@ -705,7 +704,8 @@ def parse_idp_metadata(xml: str) -> IdpMetadata:
         entity_id=idp["entityId"],
         sso_url=sso_url,
         slo_url=(idp.get("singleLogoutService") or {}).get("url") or "",
-        certificates=normalize_certificates("\n".join(certificates)),
+        # One by one: metadata carries them as bare base64, which run together once joined.
+        certificates="\n".join(normalize_certificates(cert) for cert in certificates),
     )
 
 

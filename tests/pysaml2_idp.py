@@ -94,9 +94,11 @@ class Pysaml2Idp:
         sign_response: bool = False,
         sign_assertion: bool = True,
         encrypt_to: str | None = None,
+        authn_statement: bool = True,
     ) -> str:
         """A Response to ``request`` for ``email``, base64 as the HTTP-POST form carries it.
-        ``encrypt_to``: the SP certificate (PEM) to encrypt the assertion to."""
+        ``encrypt_to``: the SP certificate (PEM) to encrypt the assertion to;
+        ``authn_statement=False``: an assertion that does not say how the person signed in."""
         message = request.message
         destination = message.assertion_consumer_service_url
         encrypt: dict[str, Any] = {}
@@ -117,7 +119,9 @@ class Pysaml2Idp:
             destination=destination,
             sp_entity_id=message.issuer.text,
             name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=email),
-            authn={"class_ref": PASSWORD_CONTEXT, "authn_auth": ENTITY_ID},
+            authn={"class_ref": PASSWORD_CONTEXT, "authn_auth": ENTITY_ID}
+            if authn_statement
+            else None,
             sign_response=sign_response,
             sign_assertion=sign_assertion,
             sign_alg=RSA_SHA256,

@@ -7,7 +7,7 @@ import datetime as dt
 import html
 import re
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import pytest
 from cryptography import x509
@@ -33,11 +33,13 @@ from sandbox.saml_idp import (
     SamlIdpSandbox,
     SandboxUser,
     ServiceProvider,
+    SigningKey,
     decode_redirect_message,
     saml_time,
 )
 from sso import saml
 from sso.models import UsedAssertion
+from sso.services import generate_sp_key
 from tests import saml_support
 from tests.saml_support import (
     ACS_URL,
@@ -164,6 +166,20 @@ def test_the_email_may_come_as_the_name_id(client, idp, sso):
     assert role_of(User.objects.get(username="erin@example.com")) == "viewer"
 
 
+def test_an_idp_sending_the_email_as_the_name_id_and_no_attributes_at_all_signs_in(client, idp):
+    configure(idp, default_role="viewer")
+    request_id, relay_state = start_login(client)
+    encoded = mint(idp, "frank@example.com", in_response_to=request_id, attributes={})
+    assert "AttributeStatement" not in base64.b64decode(encoded).decode()
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 302, response.content.decode()
+    frank = User.objects.get(username="frank@example.com")
+    assert signed_in_user(client) == frank
+    assert role_of(frank) == "viewer"
+
+
 def test_a_person_in_no_mapped_group_gets_the_default_role_if_there_is_one(client, idp):
     idp.add_user(SandboxUser("dave@example.com", "Dave", "Sales", ["sales"]))
     configure(idp, default_role="viewer")
@@ -212,6 +228,19 @@ REFUSALS = [
         "assertion was not signed",
         "unsigned",
         id="unsigned-assertion-in-signed-response",
+    ),
+    pytest.param(
+        lambda: {"sha1": True},
+        "signed with SHA-1, which AccessHive does not accept",
+        "weak_signature",
+        id="sha1",
+    ),
+    pytest.param(
+        # The email attribute alone would do for signing in, but no sign-out could name them.
+        lambda: {"with_name_id": False},
+        "the assertion does not name the person (no NameID)",
+        "no_name_id",
+        id="no-name-id",
     ),
     pytest.param(
         lambda: {"audience": "https://other.example/saml"},
@@ -539,6 +568,10 @@ def test_sign_in_starts_with_an_authn_request_to_the_idp(client, idp, sso):
     assert params["RelayState"] == "/audit/?platform=2"
     request = etree.fromstring(decode_redirect_message(params["SAMLRequest"]).encode())
     assert request.get("AssertionConsumerServiceURL") == ACS_URL
+    # How the person proves who they are is the IdP's policy: asking for a password exactly
+    # fails at IdPs that sign in with MFA or passkeys.
+    assert request.find(f"{{{NS_SAMLP}}}RequestedAuthnContext") is None
+    assert "SigAlg" not in params  # no SP key yet
     assert request.get("Destination") == idp.sso_url
     assert request.findtext("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer") == SP_ENTITY_ID
     cookie = response.cookies["accesshive_saml_requests"]
@@ -613,6 +646,48 @@ def test_the_idp_signing_the_person_out_ends_their_session(client, idp, sso):
     assert reply.status == 200
     [answer] = idp.logout_responses()
     assert "urn:oasis:names:tc:SAML:2.0:status:Success" in answer
+
+
+def _verifies(location: str, certificate_pem: str) -> bool:
+    """Whether the HTTP-Redirect signature of ``location`` verifies with the certificate, over
+    its query as sent (SAMLRequest or SAMLResponse, RelayState, SigAlg)."""
+    parts = location.split("?", 1)[1].split("&")
+    [signature] = [part.removeprefix("Signature=") for part in parts if "Signature=" in part]
+    signed = "&".join(part for part in parts if "Signature=" not in part)
+    params = redirect_query(location)
+    assert params["SigAlg"] == OneLogin_Saml2_Constants.RSA_SHA256
+    return bool(
+        OneLogin_Saml2_Utils.validate_binary_sign(
+            signed,
+            base64.b64decode(unquote_plus(signature)),
+            certificate_pem,
+            OneLogin_Saml2_Constants.RSA_SHA256,
+        )
+    )
+
+
+def test_with_an_sp_key_the_logout_messages_to_the_idp_are_signed(client, idp):
+    """IdPs such as ADFS refuse unsigned logout messages from an SP that has a key."""
+    config = generate_sp_key(actor=None)
+    configure(idp)
+    sign_in(client, idp, "alice@example.com")
+
+    started = client.post(reverse("sso:logout"))
+
+    assert started["Location"].startswith(idp.slo_url + "?")
+    assert _verifies(started["Location"], config.sp_certificate)
+    assert not _verifies(started["Location"], saml_support.other_key().certificate_pem)
+
+    again = Client()
+    sign_in(again, idp, "alice@example.com")
+    answered = again.get(
+        idp.logout_request_url("alice@example.com", SP_ENTITY_ID).removeprefix(SERVER)
+    )
+
+    assert signed_in_user(again) is None
+    assert answered["Location"].startswith(idp.slo_url + "?")
+    assert "SAMLResponse" in redirect_query(answered["Location"])
+    assert _verifies(answered["Location"], config.sp_certificate)
 
 
 def test_the_idp_signing_someone_else_out_leaves_this_session(client, idp, sso):
@@ -835,6 +910,42 @@ def test_an_admin_sees_the_trusted_certificates_subject_expiry_and_fingerprint(c
     ) in page
 
 
+def test_an_idp_rolling_its_signing_key_over_keeps_people_signing_in(client):
+    """The IdP's metadata publishes its next key beside the current one (ADFS, Entra ID):
+    AccessHive trusts both, so people sign in before the IdP switches keys and after, while
+    a key it never published is still refused."""
+    current, upcoming = saml_support.idp_key(), saml_support.other_key()
+    idp = SamlIdpSandbox(signing_key=current, next_signing_key=upcoming)
+    idp.register_service_provider(ServiceProvider(SP_ENTITY_ID, ACS_URL, SLS_URL))
+    try:
+        config = configure(idp)
+        assert saml.split_certificates(config.idp_x509_cert) == [
+            current.certificate_pem.strip(),
+            upcoming.certificate_pem.strip(),
+        ]
+
+        assert sign_in(client, idp, "alice@example.com").status_code == 302
+        idp.roll_over()
+        after = Client()
+        assert sign_in(after, idp, "alice@example.com").status_code == 302
+        assert signed_in_user(after) == User.objects.get(username="alice@example.com")
+
+        stranger = Client()
+        request_id, relay_state = start_login(stranger)
+        forged = mint(
+            idp,
+            "alice@example.com",
+            in_response_to=request_id,
+            signing_key=SigningKey.generate("Not the IdP either"),
+        )
+        assert post_response(stranger, forged, relay_state).status_code == 403
+        assert signed_in_user(stranger) is None
+        refused = TrailEntry.objects.get(action="user.sign_in_refused")
+        assert refused.detail["code"] == "bad_signature"
+    finally:
+        idp.shutdown()
+
+
 # --- metadata ---------------------------------------------------------------------------------
 
 
@@ -853,6 +964,9 @@ def test_the_sp_metadata_is_public_and_valid(client):
     assert root.get("entityID") == SP_ENTITY_ID
     descriptor = root.find(f"{{{md}}}SPSSODescriptor")
     assert descriptor.get("WantAssertionsSigned") == "true"
+    # No SP key yet: no certificate offered, no request promised signed.
+    assert descriptor.findall(f"{{{md}}}KeyDescriptor") == []
+    assert descriptor.get("AuthnRequestsSigned") == "false"
     acs = descriptor.find(f"{{{md}}}AssertionConsumerService")
     assert (acs.get("Location"), acs.get("Binding")) == (
         ACS_URL,

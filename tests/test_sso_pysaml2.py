@@ -17,7 +17,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from accounts.services import role_of
 from sso import saml
 from sso.models import SamlSettings
-from sso.services import generate_sp_key, get_settings, update_settings
+from sso.services import SP_KEY_PATH, generate_sp_key, get_settings, update_settings
 from tests import saml_support
 from tests.pysaml2_idp import SSO_URL, Pysaml2Idp
 from tests.saml_support import GROUP_MAPPING, post_response
@@ -170,6 +170,23 @@ def test_the_sp_key_signs_authn_requests_and_the_metadata(client, make_idp):
     assert "sp_certificate" in str(entry.detail)
 
 
+def test_the_sp_signs_with_the_key_version_its_settings_name(client, make_idp):
+    """A newer version at the key's vault path (a key generation that stopped before the
+    settings were saved, say) must not be used: it does not match the certificate the IdP
+    was given, which would then refuse every signed request."""
+    config = generate_sp_key(actor=None)
+    stray = saml_support.other_key()
+    get_vault().write(SP_KEY_PATH, {"private_key": stray.private_key_pem})
+    idp = make_idp(want_signed_requests=True)
+
+    metadata = client.get(reverse("sso:metadata")).content.decode()
+
+    assert idp.verifies_signature_of(metadata, config.sp_certificate, ENTITY_DESCRIPTOR)
+    request, relay_state = idp.read_request(start(client))  # pysaml2 checks the signature
+    encoded = idp.respond(request, ADA, groups=("accesshive-admins",))
+    assert post_response(client, encoded, relay_state).status_code == 302
+
+
 def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(client, make_idp):
     generate_sp_key(actor=None)
     idp = make_idp()
@@ -215,3 +232,25 @@ def test_an_assertion_encrypted_to_a_replaced_sp_certificate_is_refused_with_wha
     assert signed_in(client) is None
     refused = TrailEntry.objects.get(action="user.sign_in_refused")
     assert refused.detail["code"] == "encryption"
+
+
+def test_a_decrypted_assertion_failing_another_check_is_not_blamed_on_the_sp_key(client, make_idp):
+    """The SP key decrypted the assertion, which then lacks its AuthnStatement: refused as an
+    unencrypted one would be, not as "encrypted and AccessHive has no SP key"."""
+    generate_sp_key(actor=None)
+    idp = make_idp()
+    certificate = SamlSettings.objects.get().sp_certificate
+
+    response = sign_in(client, idp, encrypt_to=certificate, authn_statement=False)
+
+    assert response.status_code == 400
+    text = html.unescape(response.content.decode())
+    assert "not a well-formed SAML 2.0 response" in text
+    assert "SP key" not in text
+    assert signed_in(client) is None
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert refused.detail["code"] == "malformed"
+    # The same assertion unencrypted is refused for the same reason.
+    unencrypted = Client()
+    assert sign_in(unencrypted, idp, authn_statement=False).status_code == 400
+    assert signed_in(unencrypted) is None

@@ -2,6 +2,7 @@
 sandbox IdP over HTTP), errors named by field with nothing saved, CSRF, the trail, the
 sign-in page's SSO button, and `manage.py setup_sandbox_sso`."""
 
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.services import set_role
+from sandbox.saml_idp import SamlIdpSandbox
 from sso.models import SamlSettings
 from tests import saml_support
 from tests.saml_support import ACS_URL, SP_ENTITY_ID, configure
@@ -160,6 +162,95 @@ def test_metadata_without_a_redirect_sign_in_url_is_refused(admin_client, served
 
     assert response.status_code == 400
     assert "HTTP-Redirect" in " ".join(response.context["form"].errors["idp_metadata"])
+
+
+def test_metadata_without_a_signing_certificate_is_refused(admin_client, served_idp):
+    metadata = re.sub(
+        "<md:KeyDescriptor.*?</md:KeyDescriptor>", "", served_idp.metadata_xml(), flags=re.S
+    )
+
+    response = admin_client.post(URL, form_data(enabled="on", idp_metadata=metadata))
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors["idp_metadata"]
+    assert errors == ["The metadata has no signing certificate."]
+    assert not SamlSettings.objects.exists()
+
+
+def test_metadata_without_a_sign_out_url_leaves_signing_out_local(admin_client, served_idp):
+    metadata = re.sub("<md:SingleLogoutService[^>]*/>", "", served_idp.metadata_xml())
+
+    response = admin_client.post(
+        URL, form_data(enabled="on", idp_metadata=metadata, admin_groups="admins")
+    )
+
+    assert response.status_code == 302
+    config = SamlSettings.objects.get()
+    assert (config.idp_sso_url, config.idp_slo_url) == (served_idp.sso_url, "")
+
+
+def test_the_metadata_of_an_idp_rolling_its_key_over_is_saved_with_both_certificates(
+    admin_client,
+):
+    """IdPs publish the key they will sign with next beside the current one; metadata
+    carries each as bare base64, so they must be read one by one."""
+    current, upcoming = saml_support.idp_key(), saml_support.other_key()
+    idp = SamlIdpSandbox(signing_key=current, next_signing_key=upcoming)
+    try:
+        metadata = idp.metadata_xml()
+    finally:
+        idp.shutdown()
+
+    response = admin_client.post(
+        URL, form_data(enabled="on", idp_metadata=metadata, admin_groups="admins")
+    )
+
+    assert response.status_code == 302, response.context["form"].errors
+    config = SamlSettings.objects.get()
+    assert config.idp_x509_cert == (
+        current.certificate_pem.strip() + "\n" + upcoming.certificate_pem.strip()
+    )
+    page = admin_client.get(URL).content.decode()
+    assert "CN=AccessHive sandbox IdP" in page
+    assert "CN=Not the IdP" in page
+
+
+def test_several_certificates_may_be_pasted_one_after_the_other(admin_client, served_idp):
+    current, upcoming = saml_support.idp_key(), saml_support.other_key()
+
+    response = admin_client.post(
+        URL,
+        form_data(
+            idp_entity_id=served_idp.entity_id,
+            idp_sso_url=served_idp.sso_url,
+            idp_x509_cert=f"  {current.certificate_pem}\n\n{upcoming.certificate_pem}\n",
+        ),
+    )
+
+    assert response.status_code == 302, response.context["form"].errors
+    assert (
+        SamlSettings.objects.get().idp_x509_cert
+        == (current.certificate_pem + upcoming.certificate_pem).strip()
+    )
+
+
+def test_turning_it_on_without_a_certificate_is_refused(admin_client, served_idp):
+    response = admin_client.post(
+        URL,
+        form_data(
+            enabled="on",
+            idp_entity_id=served_idp.entity_id,
+            idp_sso_url=served_idp.sso_url,
+            idp_x509_cert="  \n",
+            admin_groups="admins",
+        ),
+    )
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["idp_x509_cert"]
+    assert "Required while single sign-on is on" in errors["idp_x509_cert"][0]
+    assert not SamlSettings.objects.exists()
 
 
 def test_turning_it_on_needs_the_idp_and_someone_who_could_sign_in(admin_client):
