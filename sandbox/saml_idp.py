@@ -323,6 +323,7 @@ class SamlIdpSandbox(ServedInThread):
         confirmation_expires: bool = True,
         conditions_expire: bool = True,
         attributes: Mapping[str, Sequence[str]] | None = None,
+        friendly_names: Mapping[str, str] | None = None,
         issuer: str | None = None,
         status: str = STATUS_SUCCESS,
         sign_assertion: bool = True,
@@ -338,6 +339,8 @@ class SamlIdpSandbox(ServedInThread):
         ``confirmation_expires`` / ``conditions_expire`` False leave either without an end.
         ``signing_key`` signs instead of the IdP's own key; ``sha1`` signs with RSA-SHA1 and a
         SHA-1 digest, as old IdPs still do; ``with_name_id=False`` leaves the NameID out;
+        ``friendly_names`` gives attributes a FriendlyName beside their Name (Shibboleth names
+        them by OID, "urn:oid:0.9.2342.19200300.100.1.3", with FriendlyName "mail");
         ``tamper`` edits the XML after signing."""
         now = issue_instant or dt.datetime.now(dt.UTC)
         if attributes is None:
@@ -359,8 +362,13 @@ class SamlIdpSandbox(ServedInThread):
         if in_response_to:
             confirmation += f" InResponseTo={quoteattr(in_response_to)}"
         statement = "".join(
-            f'<saml:Attribute Name={quoteattr(name)} NameFormat="urn:oasis:names:tc:SAML:2.0:'
-            'attrname-format:basic">'
+            f"<saml:Attribute Name={quoteattr(name)}"
+            + (
+                f" FriendlyName={quoteattr(friendly_names[name])}"
+                if friendly_names and name in friendly_names
+                else ""
+            )
+            + ' NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">'
             + "".join(
                 f'<saml:AttributeValue xsi:type="xs:string">{escape(value)}</saml:AttributeValue>'
                 for value in values

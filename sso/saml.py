@@ -279,18 +279,15 @@ def verify_response(config: SamlSettings, request: HttpRequest, encoded: str) ->
     data = request_data(request)
     try:
         response = OneLogin_Saml2_Response(toolkit, encoded)
-    except OneLogin_Saml2_Error as exc:
-        if exc.code == OneLogin_Saml2_Error.PRIVATE_KEY_NOT_FOUND:
-            key, reason = _REASONS[OneLogin_Saml2_ValidationError.NO_ENCRYPTED_ASSERTION]
-            raise SignInRefused(key, reason) from exc
-        raise SignInRefused(
-            "malformed",
-            "the identity provider's answer is not a readable SAML response",
-            status=400,
-        ) from exc
     except xmlsec.Error as exc:  # reading the response calls xmlsec only to decrypt it
         raise SignInRefused("encryption", _UNDECRYPTABLE) from exc
     except Exception as exc:  # base64, XML and DTD errors each have their own type
+        if (
+            isinstance(exc, OneLogin_Saml2_Error)
+            and exc.code == OneLogin_Saml2_Error.PRIVATE_KEY_NOT_FOUND
+        ):
+            key, reason = _REASONS[OneLogin_Saml2_ValidationError.NO_ENCRYPTED_ASSERTION]
+            raise SignInRefused(key, reason) from exc
         raise SignInRefused(
             "malformed",
             "the identity provider's answer is not a readable SAML response",

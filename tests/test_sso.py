@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import html
 import re
+import time
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
@@ -178,6 +179,30 @@ def test_an_idp_sending_the_email_as_the_name_id_and_no_attributes_at_all_signs_
     frank = User.objects.get(username="frank@example.com")
     assert signed_in_user(client) == frank
     assert role_of(frank) == "viewer"
+
+
+def test_attributes_named_by_oid_are_found_by_their_friendly_name(client, idp):
+    """Shibboleth and other IdPs name attributes by OID and give the familiar name as
+    FriendlyName: the settings' attribute names match either."""
+    configure(idp, email_attribute="mail", groups_attribute="memberOf")
+    request_id, relay_state = start_login(client)
+    mail, member_of = "urn:oid:0.9.2342.19200300.100.1.3", "urn:oid:1.2.840.113556.1.2.102"
+    encoded = mint(
+        idp,
+        "grace@example.com",
+        in_response_to=request_id,
+        name_id="grace-7f3a",
+        name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        attributes={mail: ["grace@example.com"], member_of: ["accesshive-operators"]},
+        friendly_names={mail: "mail", member_of: "memberOf"},
+    )
+
+    response = post_response(client, encoded, relay_state)
+
+    assert response.status_code == 302, response.content.decode()
+    grace = User.objects.get(email="grace@example.com")
+    assert signed_in_user(client) == grace
+    assert role_of(grace) == "operator"
 
 
 def test_a_person_in_no_mapped_group_gets_the_default_role_if_there_is_one(client, idp):
@@ -370,6 +395,25 @@ def test_a_used_assertion_is_kept_while_it_could_still_be_replayed(
     assert post_response(client, encoded, relay_state).status_code == 302
 
     assert UsedAssertion.objects.get().not_on_or_after == kept_until(ends)
+
+
+def test_a_used_assertion_is_kept_until_its_end_on_a_host_outside_utc(
+    client, idp, sso, monkeypatch
+):
+    """The replay window is an instant, whatever time zone the host's clock is set to."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        ends = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).replace(microsecond=0)
+        request_id, relay_state = start_login(client)
+        encoded = mint(idp, "alice@example.com", in_response_to=request_id, not_on_or_after=ends)
+
+        assert post_response(client, encoded, relay_state).status_code == 302
+
+        assert UsedAssertion.objects.get().not_on_or_after == ends
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_same_response_posted_twice_is_refused(client, idp, sso):

@@ -211,6 +211,8 @@ def test_an_encrypted_assertion_without_an_sp_key_is_refused_with_what_to_do(cli
     assert "encrypted" in text
     assert "sso_generate_sp_key" in text
     assert signed_in(client) is None
+    refused = TrailEntry.objects.get(action="user.sign_in_refused")
+    assert refused.detail["code"] == "encryption"
 
 
 def test_an_assertion_encrypted_to_a_replaced_sp_certificate_is_refused_with_what_to_do(
