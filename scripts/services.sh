@@ -41,10 +41,15 @@ url_hostport() { # URL DEFAULT_PORT -> "host port"
 	if [[ $rest == *:* ]]; then echo "${rest%:*} ${rest##*:}"; else echo "${rest:-127.0.0.1} $2"; fi
 }
 
+# Below the kernel's ephemeral range (ip_local_port_range, 32768 by default): a port in it can
+# be some connection's local end, which nothing answers on but a server cannot bind.
 free_port() {
-	local port tries=200
+	local port tries=200 low=32768
+	[[ -r /proc/sys/net/ipv4/ip_local_port_range ]] &&
+		read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+	((low > 21000)) || low=60000
 	while ((tries-- > 0)); do
-		port=$((20000 + RANDOM % 40000))
+		port=$((20000 + RANDOM % (low - 20000)))
 		answers 127.0.0.1 "$port" || {
 			echo "$port"
 			return 0
@@ -83,12 +88,16 @@ start_private_postgres() {
 				return 1
 			}
 		fi
-		port=$(free_port) || return 1
-		(cd "$dir" && "${pg_as[@]}" pg_ctl -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-			-o "-h 127.0.0.1 -p $port -k $dir" start) >/dev/null 2>&1 || {
-			say "private PostgreSQL did not start: see $dir/postgres.log"
-			return 1
-		}
+		local tries=3
+		# Another process can take the port between the check and the bind: try another.
+		until port=$(free_port) && (cd "$dir" && "${pg_as[@]}" pg_ctl -D "$dir/data" \
+			-l "$dir/postgres.log" -w -t 30 -o "-h 127.0.0.1 -p $port -k $dir" start) \
+			>/dev/null 2>&1; do
+			((--tries > 0)) || {
+				say "private PostgreSQL did not start: see $dir/postgres.log"
+				return 1
+			}
+		done
 		echo "$port" >"$dir/port"
 		# The database the URL names, so that psql "$TEST_DATABASE_URL" works too.
 		createdb -h 127.0.0.1 -p "$port" -U postgres accesshive >/dev/null 2>&1 || true
