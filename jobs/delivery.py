@@ -1,9 +1,10 @@
 """Where each job message is, as far as the sweeper needs to know: a marker per message id in
 the broker's Redis, "queued" once published, the worker's name and instance once a worker holds
-it (jobs.workers.holder), gone once its delivery has claimed the job (or found itself stale):
-never a moment when the job is still waiting and its marker already gone. A flush or a restart
-without persistence removes markers with the messages, so the sweeper can tell a message that is
-lost from one that is merely waiting in a long queue.
+it (jobs.workers.holder), gone once the attempt its delivery ran has ended and been recorded
+(or once the delivery found itself stale): never a moment when the job is still waiting and its
+marker already gone. A flush or a restart without persistence removes markers with the
+messages, so the sweeper can tell a message that is lost from one that is merely waiting in a
+long queue.
 """
 
 import contextlib
@@ -62,7 +63,12 @@ def mark(task_id: str, where: str) -> None:
         log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
 
 
-def unmark(task_id: str) -> None:
+def unmark(task_id: str, pipe: "redis.client.Pipeline[bytes] | None" = None) -> None:
+    """Remove the message's marker; with ``pipe`` (a shared_redis.batch), as part of it."""
+    if pipe is not None:
+        if tracked() is not None:
+            pipe.delete(KEY_PREFIX + task_id)
+        return
     client = tracked()
     if client is None:
         return

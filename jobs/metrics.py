@@ -1,13 +1,9 @@
 """Attempt counters and durations, kept in Redis so every worker on every host adds to the
 same numbers, which /metrics reads (ops.metrics). Without Redis nothing is recorded."""
 
-import logging
-
 import redis
 
 from jobs import shared_redis
-
-log = logging.getLogger(__name__)
 
 KEY = "accesshive:metrics"
 # Upper bounds of the attempt duration histogram, seconds: from a quick API call to the
@@ -26,36 +22,34 @@ def record_attempt(
     job_type: str, outcome: str, seconds: float | None = None, *, count: int = 1
 ) -> None:
     """Count finished attempts, and the duration of one when it has one (lost ones do not)."""
-    client = shared_redis.client()
-    if client is None:
-        return
-    pipe = client.pipeline(transaction=False)
+    with shared_redis.batch("jobs.metrics.unrecorded") as pipe:
+        if pipe is not None:
+            count_attempt(pipe, job_type, outcome, seconds, count=count)
+
+
+def count_attempt(
+    pipe: "redis.client.Pipeline[bytes]",
+    job_type: str,
+    outcome: str,
+    seconds: float | None = None,
+    *,
+    count: int = 1,
+) -> None:
+    """record_attempt's commands, added to a batch (shared_redis.batch) the caller sends."""
     pipe.hincrby(KEY, _SEP.join(("attempts", job_type, outcome)), count)
     if seconds is not None:
         pipe.hincrby(KEY, _SEP.join(("duration_bucket", job_type, bucket_label(seconds))), 1)
         pipe.hincrbyfloat(KEY, _SEP.join(("duration_sum", job_type)), seconds)
         pipe.hincrby(KEY, _SEP.join(("duration_count", job_type)), 1)
-    _execute(pipe)
 
 
 def record_pacing(job_type: str, how: str, seconds: float) -> None:
     """A job waited for its rate limit in the attempt ("waited") or went back to its queue
     ("deferred"): count it and the seconds it cost."""
-    client = shared_redis.client()
-    if client is None:
-        return
-    pipe = client.pipeline(transaction=False)
-    pipe.hincrby(KEY, _SEP.join(("paced", job_type, how)), 1)
-    pipe.hincrbyfloat(KEY, _SEP.join(("paced_seconds", job_type, how)), seconds)
-    _execute(pipe)
-
-
-def _execute(pipe: "redis.client.Pipeline[bytes]") -> None:
-    # Metrics must never fail a job; a Redis that is down shows up in /healthz instead.
-    try:
-        pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("jobs.metrics.unrecorded", extra={"error": type(exc).__name__})
+    with shared_redis.batch("jobs.metrics.unrecorded") as pipe:
+        if pipe is not None:
+            pipe.hincrby(KEY, _SEP.join(("paced", job_type, how)), 1)
+            pipe.hincrbyfloat(KEY, _SEP.join(("paced_seconds", job_type, how)), seconds)
 
 
 def read() -> dict[tuple[str, ...], float]:

@@ -195,7 +195,7 @@ def test_a_job_enqueued_after_a_running_one_is_released_when_that_completes(
     assert second.status == JobStatus.WAITING
 
     with django_capture_on_commit_callbacks(execute=True):
-        runner.run_attempt(attempt, retries=0, max_retries=5)
+        runner.run_attempt(attempt, task_id=str(first.celery_task_id), retries=0, max_retries=5)
     second.refresh_from_db()
     assert second.status == JobStatus.PENDING
     assert sent[-1] == second.pk

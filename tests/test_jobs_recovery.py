@@ -13,7 +13,17 @@ import pytest
 import redis
 from django.utils import timezone
 
-from jobs import delivery, lifecycle, metrics, routing, services, sweeper, workers
+from jobs import (
+    delivery,
+    lifecycle,
+    metrics,
+    registry,
+    routing,
+    runner,
+    services,
+    sweeper,
+    workers,
+)
 from jobs.errors import TransientError
 from jobs.models import AttemptOutcome, Job, JobEvent, JobStatus, JobType
 from tests.conftest import require_services
@@ -219,6 +229,42 @@ def test_a_worker_that_took_the_message_first_keeps_its_mark(broker) -> None:
         batched: "worker@host",
         "fresh": delivery.QUEUED,
     }
+
+
+def test_a_marker_stays_while_its_attempt_runs_and_goes_once_it_is_recorded(
+    broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an attempt runs its worker still holds the message, and the marker says so; it
+    goes once the attempt is recorded, failed or succeeded, along with the attempt's
+    metrics. So the retry Celery sends under the same message id is marked queued afresh,
+    not left looking held by a worker that has let go of it."""
+    job = services.enqueue(JobType.REMEDIATION)
+    task_id = str(job.celery_task_id)
+    holder = workers.holder("worker@host")
+    seen_by_handler: list[str | None] = []
+
+    def handler(job: Job) -> dict[str, object]:
+        seen_by_handler.append(delivery.where([task_id])[task_id])  # type: ignore[index]
+        if len(seen_by_handler) == 1:
+            raise TransientError("try again")
+        return {}
+
+    monkeypatch.setitem(registry._handlers, JobType.REMEDIATION, handler)
+    delivery.mark(task_id, holder)  # as the worker's main process does on taking it
+    with pytest.raises(TransientError):
+        runner.execute(job.pk, task_id=task_id, retries=0, max_retries=5, worker="w")
+    assert delivery.where([task_id]) == {task_id: None}
+    delivery.published(sender=delivery.TASK, headers={"id": task_id})  # Celery's retry
+    assert delivery.where([task_id]) == {task_id: delivery.QUEUED}
+
+    delivery.mark(task_id, holder)
+    runner.execute(job.pk, task_id=task_id, retries=1, max_retries=5, worker="w")
+
+    assert seen_by_handler == [holder, holder]
+    assert delivery.where([task_id]) == {task_id: None}
+    counted = metrics.read()
+    assert counted[("attempts", JobType.REMEDIATION, AttemptOutcome.FAILED)] == 1
+    assert counted[("attempts", JobType.REMEDIATION, AttemptOutcome.SUCCEEDED)] == 1
 
 
 def test_a_recovery_marks_only_the_dead_attempt_lost_and_counts_it(
