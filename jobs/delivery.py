@@ -63,12 +63,7 @@ def mark(task_id: str, where: str) -> None:
         log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
 
 
-def unmark(task_id: str, pipe: "redis.client.Pipeline[bytes] | None" = None) -> None:
-    """Remove the message's marker; with ``pipe`` (a shared_redis.batch), as part of it."""
-    if pipe is not None:
-        if tracked() is not None:
-            pipe.delete(KEY_PREFIX + task_id)
-        return
+def unmark(task_id: str) -> None:
     client = tracked()
     if client is None:
         return
@@ -76,6 +71,12 @@ def unmark(task_id: str, pipe: "redis.client.Pipeline[bytes] | None" = None) -> 
         client.delete(KEY_PREFIX + task_id)
     except redis.RedisError as exc:
         log.warning("jobs.delivery.unmarked", extra={"error": type(exc).__name__})
+
+
+def marker_keys(task_id: str) -> list[str]:
+    """The message's marker key, for a caller that removes it along with its own writes (the
+    runner, with the attempt's metrics); none when markers are not kept."""
+    return [KEY_PREFIX + task_id] if tracked() is not None else []
 
 
 def where(task_ids: list[str]) -> dict[str, str | None] | None:

@@ -1,9 +1,15 @@
 """Attempt counters and durations, kept in Redis so every worker on every host adds to the
 same numbers, which /metrics reads (ops.metrics). Without Redis nothing is recorded."""
 
+import hashlib
+import logging
+from collections.abc import Sequence
+
 import redis
 
 from jobs import shared_redis
+
+log = logging.getLogger(__name__)
 
 KEY = "accesshive:metrics"
 # Upper bounds of the attempt duration histogram, seconds: from a quick API call to the
@@ -18,29 +24,51 @@ def bucket_label(seconds: float) -> str:
     return next((f"{bound:g}" for bound in DURATION_BUCKETS if seconds <= bound), "+Inf")
 
 
+# record_attempt in one command: the attempt's counter, its duration's bucket, sum and count
+# when it has a duration (ARGV[2] not empty), and the keys given after the hash deleted.
+_RECORD_ATTEMPT = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[6])
+if ARGV[2] ~= '' then
+    redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[3], ARGV[4])
+    redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
+end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+"""
+_RECORD_ATTEMPT_SHA = hashlib.sha1(_RECORD_ATTEMPT.encode()).hexdigest()  # noqa: S324 - Redis's name
+
+
 def record_attempt(
-    job_type: str, outcome: str, seconds: float | None = None, *, count: int = 1
-) -> None:
-    """Count finished attempts, and the duration of one when it has one (lost ones do not)."""
-    with shared_redis.batch("jobs.metrics.unrecorded") as pipe:
-        if pipe is not None:
-            count_attempt(pipe, job_type, outcome, seconds, count=count)
-
-
-def count_attempt(
-    pipe: "redis.client.Pipeline[bytes]",
     job_type: str,
     outcome: str,
     seconds: float | None = None,
     *,
     count: int = 1,
+    also_delete: Sequence[str] = (),
 ) -> None:
-    """record_attempt's commands, added to a batch (shared_redis.batch) the caller sends."""
-    pipe.hincrby(KEY, _SEP.join(("attempts", job_type, outcome)), count)
-    if seconds is not None:
-        pipe.hincrby(KEY, _SEP.join(("duration_bucket", job_type, bucket_label(seconds))), 1)
-        pipe.hincrbyfloat(KEY, _SEP.join(("duration_sum", job_type)), seconds)
-        pipe.hincrby(KEY, _SEP.join(("duration_count", job_type)), 1)
+    """Count finished attempts, and the duration of one when it has one (lost ones do not).
+    ``also_delete``: keys removed in the same round trip (the runner's delivery marker)."""
+    client = shared_redis.client()
+    if client is None:
+        return
+    timed = seconds is not None
+    keys = [KEY, *also_delete]
+    args = [
+        _SEP.join(("attempts", job_type, outcome)),
+        _SEP.join(("duration_bucket", job_type, bucket_label(seconds))) if timed else "",
+        _SEP.join(("duration_sum", job_type)),
+        repr(seconds) if timed else "0",
+        _SEP.join(("duration_count", job_type)),
+        count,
+    ]
+    try:
+        try:
+            client.evalsha(_RECORD_ATTEMPT_SHA, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # a Redis restarted or flushed since: load it
+            client.eval(_RECORD_ATTEMPT, len(keys), *keys, *args)
+    except redis.RedisError as exc:
+        # Metrics must never fail a job; a Redis that is down shows up in /healthz instead.
+        log.warning("jobs.metrics.unrecorded", extra={"error": type(exc).__name__})
 
 
 def record_pacing(job_type: str, how: str, seconds: float) -> None:

@@ -19,7 +19,6 @@ from jobs import (
     registry,
     routing,
     services,
-    shared_redis,
 )
 from jobs.errors import PermanentError, RateLimited, TransientError
 from jobs.models import AttemptOutcome, JobAttempt
@@ -128,10 +127,12 @@ def infrastructure_failed(
 
 
 def finished(attempt: JobAttempt, task_id: str, outcome: str, started: float) -> None:
-    with shared_redis.batch("jobs.attempt.uncounted") as pipe:
-        if pipe is not None:
-            metrics.count_attempt(pipe, attempt.job.job_type, outcome, time.monotonic() - started)
-            delivery.unmark(task_id, pipe)
+    metrics.record_attempt(
+        attempt.job.job_type,
+        outcome,
+        time.monotonic() - started,
+        also_delete=delivery.marker_keys(task_id),
+    )
 
 
 def defer(attempt: JobAttempt, exc: RateLimited, *, task_id: str) -> dict[str, Any]:

@@ -143,3 +143,20 @@ def test_metrics_without_jobs_or_redis_counters(client: Client, settings, broker
     assert value(samples, "accesshive_oldest_pending_job_age_seconds") == 0
     assert value(samples, "accesshive_jobs", job_type="directory_sync", status="failed") == 0
     assert not any(name == "accesshive_job_attempts_total" for name, _ in samples)
+
+
+def test_attempts_are_counted_after_redis_forgot_its_scripts(
+    client: Client, settings, broker
+) -> None:
+    """A restarted Redis has none of the scripts workers loaded into it: the first attempt
+    recorded after that loads its script again and is counted all the same."""
+    settings.METRICS_TOKEN = TOKEN
+    deliver(services.enqueue("test_noop"))
+    broker.script_flush()
+    deliver(services.enqueue("test_noop"))
+
+    samples = scrape(client)
+    attempts = "accesshive_job_attempts_total"
+    assert value(samples, attempts, job_type="test_noop", outcome="succeeded") == 2
+    duration = "accesshive_job_attempt_duration_seconds"
+    assert value(samples, f"{duration}_count", job_type="test_noop") == 2
