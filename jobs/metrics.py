@@ -1,7 +1,6 @@
 """Attempt counters and durations, kept in Redis so every worker on every host adds to the
 same numbers, which /metrics reads (ops.metrics). Without Redis nothing is recorded."""
 
-import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -35,7 +34,6 @@ if ARGV[2] ~= '' then
 end
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 """
-_RECORD_ATTEMPT_SHA = hashlib.sha1(_RECORD_ATTEMPT.encode()).hexdigest()  # noqa: S324 - Redis's name
 
 
 def record_attempt(
@@ -51,21 +49,22 @@ def record_attempt(
     client = shared_redis.client()
     if client is None:
         return
-    timed = seconds is not None
-    keys = [KEY, *also_delete]
-    args = [
-        _SEP.join(("attempts", job_type, outcome)),
-        _SEP.join(("duration_bucket", job_type, bucket_label(seconds))) if timed else "",
-        _SEP.join(("duration_sum", job_type)),
-        repr(seconds) if timed else "0",
-        _SEP.join(("duration_count", job_type)),
-        count,
-    ]
+    duration = (
+        [
+            _SEP.join(("duration_bucket", job_type, bucket_label(seconds))),
+            _SEP.join(("duration_sum", job_type)),
+            repr(seconds),
+            _SEP.join(("duration_count", job_type)),
+        ]
+        if seconds is not None
+        else ["", "", "0", ""]
+    )
     try:
-        try:
-            client.evalsha(_RECORD_ATTEMPT_SHA, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:  # a Redis restarted or flushed since: load it
-            client.eval(_RECORD_ATTEMPT, len(keys), *keys, *args)
+        # Loaded again by itself into a Redis that restarted or flushed its scripts.
+        client.register_script(_RECORD_ATTEMPT)(
+            keys=[KEY, *also_delete],
+            args=[_SEP.join(("attempts", job_type, outcome)), *duration, count],
+        )
     except redis.RedisError as exc:
         # Metrics must never fail a job; a Redis that is down shows up in /healthz instead.
         log.warning("jobs.metrics.unrecorded", extra={"error": type(exc).__name__})
