@@ -7,7 +7,9 @@ from django.dispatch import receiver
 
 from identities.models import Identity
 from identities.services import refresh_identity_status
-from jobs.signals import job_status_changed
+from jobs.signals import follow, job_status_changed
+
+follow(subjects=[Identity])
 
 
 @receiver(job_status_changed)

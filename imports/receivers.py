@@ -6,7 +6,9 @@ from django.dispatch import receiver
 
 from imports.services import fail_import
 from jobs.models import JobStatus, JobType
-from jobs.signals import job_status_changed
+from jobs.signals import follow, job_status_changed
+
+follow(job_types=[JobType.BULK_IMPORT])
 
 
 @receiver(job_status_changed)

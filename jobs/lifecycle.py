@@ -11,11 +11,12 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from jobs import dependencies, metrics, routing
+from jobs import dependencies, metrics, routing, signals
 from jobs.models import (
     AttemptOutcome,
     Job,
@@ -24,7 +25,6 @@ from jobs.models import (
     JobStatus,
     JobStatusCount,
 )
-from jobs.signals import job_status_changed
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def counted(changed: str, to_status: str) -> str:
 def announce(job: Job, from_status: str, to_status: str, **known: Any) -> None:
     """The signal of a status change whose counters the same statement already moved;
     ``known`` carries what the statement read of the changed row (has_dependents)."""
-    job_status_changed.send(
+    signals.job_status_changed.send(
         sender=Job,
         job_id=job.pk,
         job_type=job.job_type,
@@ -190,7 +190,7 @@ def moved(
     to_status: str,
 ) -> None:
     """What follows every status change, once the row is updated: counters and the signal."""
-    job_status_changed.send(
+    signals.job_status_changed.send(
         sender=Job,
         job_id=job_id,
         job_type=job_type,
@@ -242,9 +242,32 @@ def error_fields(exc: BaseException, message: str | None = None) -> dict[str, st
     }
 
 
+# The condition, on a claim's locked row ``old``, that no receiver follows the job.
+UNFOLLOWED = """AND NOT old.job_type = ANY(%(followed_types)s::text[])
+    AND NOT COALESCE(old.subject_type_id = ANY(%(followed_subjects)s::int[]), false)"""
+
+
+def followed() -> tuple[list[str], list[int]]:
+    """The job types and subject content types receivers follow (jobs.signals.follow)."""
+    models = ContentType.objects.get_for_models(*signals.followed_subjects)  # cached
+    return sorted(signals.followed_job_types), sorted(ct.pk for ct in models.values())
+
+
+def is_followed(job: Job) -> bool:
+    types, subjects = followed()
+    return job.job_type in types or job.subject_type_id in subjects
+
+
 def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> JobAttempt | None:
     """Claim the job for one delivery of its message; None means the delivery is stale."""
     now = timezone.now()
+    if fast_sql():
+        # A job nobody follows, claimed by one statement in autocommit (jobs.signals.follow).
+        claimed = claim_ready(
+            job_id, task_id=task_id, retries=retries, worker=worker, now=now, unfollowed=True
+        )
+        if claimed is not None:
+            return claimed
     with transaction.atomic():
         if fast_sql():
             attempt = claim_ready(job_id, task_id=task_id, retries=retries, worker=worker, now=now)
@@ -291,16 +314,17 @@ def start_attempt(job_id: int, *, task_id: str, retries: int, worker: str) -> Jo
 
 
 def claim_ready(
-    job_id: int, *, task_id: str, retries: int, worker: str, now: datetime
+    job_id: int, *, task_id: str, retries: int, worker: str, now: datetime, unfollowed: bool = False
 ) -> JobAttempt | None:
     """The common claim in one statement: lock the job; if it is pending or retrying for this
     very message, and nothing could make it wait (no prerequisites, no gate on its type),
     mark it running, record the attempt and move the counters. None otherwise
-    (start_attempt then looks closer)."""
+    (start_attempt then looks closer). ``unfollowed``: only a job no receiver follows."""
     try:
         task_uuid = uuid.UUID(str(task_id))
     except ValueError:
         return None
+    followed_types, followed_subjects = followed() if unfollowed else ([], [])
     with hot_cursor() as cursor:
         cursor.execute(
             f"""
@@ -314,6 +338,7 @@ def claim_ready(
                 WHERE j.id = old.id AND old.status IN (%(pending)s, %(retrying)s)
                     AND old.retries = %(retries)s AND old.celery_task_id = %(task_id)s
                     AND NOT old.has_prerequisites AND NOT old.job_type = ANY(%(gated)s)
+                    {UNFOLLOWED if unfollowed else ""}
                 RETURNING j.id, j.job_type, old.status AS from_status, j.attempt_count
             ), attempt AS (
                 INSERT INTO {ATTEMPTS} (job_id, number, retries, worker, started_at, outcome,
@@ -336,6 +361,8 @@ def claim_ready(
                 "worker": worker,
                 "outcome": AttemptOutcome.RUNNING,
                 "gated": dependencies.gated_job_types(),
+                "followed_types": followed_types,
+                "followed_subjects": followed_subjects,
             },
         )
         row = cursor.fetchone()
@@ -423,6 +450,12 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
     if not fast_sql():
         return complete_attempt_orm(attempt, result, now)
     job = attempt.job
+    if (
+        not job.has_dependents
+        and not is_followed(job)
+        and complete_unfollowed(attempt, result, now)
+    ):
+        return True
     with transaction.atomic():
         with hot_cursor() as cursor:
             # One statement: the attempt's row, the job's and the counters, only if this
@@ -461,6 +494,47 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
             return True
         transaction.set_rollback(True)  # a newer attempt owns the job now
         return False
+
+
+def complete_unfollowed(attempt: JobAttempt, result: dict[str, Any], now: datetime) -> bool:
+    """complete_attempt of a job no receiver follows, by one statement in autocommit: done
+    only if this attempt is still the job's current one and no job waits for it (a dependent
+    linked since the claim is released in complete_attempt's transaction)."""
+    job = attempt.job
+    with hot_cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH done AS (
+                UPDATE {JOBS} SET status = %(completed)s, result = %(result)s::jsonb,
+                    completed_at = %(now)s, next_attempt_at = NULL, error_class = '',
+                    error_message = '', error_traceback = ''
+                WHERE id = %(job_id)s AND status = %(running)s AND attempt_count = %(number)s
+                    AND NOT has_dependents
+                RETURNING job_type, %(running)s AS from_status
+            ), attempt AS (
+                UPDATE {ATTEMPTS} SET outcome = %(succeeded)s, finished_at = %(now)s
+                WHERE id = %(attempt_id)s AND outcome = %(running_attempt)s
+                    AND EXISTS (SELECT FROM done)
+            ), {counted("done", JobStatus.COMPLETED)}
+            SELECT count(*) FROM done
+            """,  # noqa: S608 - table names are ours
+            {
+                "succeeded": AttemptOutcome.SUCCEEDED,
+                "now": now,
+                "attempt_id": attempt.pk,
+                "running_attempt": AttemptOutcome.RUNNING,
+                "completed": JobStatus.COMPLETED,
+                "result": json.dumps(result),
+                "job_id": job.pk,
+                "running": JobStatus.RUNNING,
+                "number": attempt.number,
+            },
+        )
+        row = cursor.fetchone()
+    if not (row and row[0]):
+        return False
+    announce(job, JobStatus.RUNNING, JobStatus.COMPLETED, has_dependents=False)
+    return True
 
 
 def complete_attempt_orm(attempt: JobAttempt, result: dict[str, Any], now: datetime) -> bool:

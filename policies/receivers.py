@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from directory.models import IdentitySource
 from identities.models import Platform
 from jobs.models import JobStatus, JobType, Trigger
-from jobs.signals import job_status_changed
+from jobs.signals import follow, job_status_changed
 from policies import services
 from policies.models import Policy, PolicyKind
 
@@ -68,10 +68,14 @@ def evaluate_after_snapshot(
     to_status: str,
     **kwargs: Any,
 ) -> None:
+    """Not a follower (jobs.signals.follow): it only schedules work for after the commit."""
     if to_status != JobStatus.COMPLETED or job_type not in EVALUATED_AFTER:
         return
     for platform_id in platforms_of(subject_type_id, subject_id):
         transaction.on_commit(partial(evaluate_after, platform_id, job_id))
+
+
+follow(job_types=[JobType.REMEDIATION])
 
 
 @receiver(job_status_changed)
