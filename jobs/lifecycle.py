@@ -475,17 +475,7 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
                 ), {counted("done", JobStatus.COMPLETED)}
                 SELECT count(*), bool_or(has_dependents) FROM done
                 """,  # noqa: S608 - table names are ours
-                {
-                    "succeeded": AttemptOutcome.SUCCEEDED,
-                    "now": now,
-                    "attempt_id": attempt.pk,
-                    "running_attempt": AttemptOutcome.RUNNING,
-                    "completed": JobStatus.COMPLETED,
-                    "result": json.dumps(result),
-                    "job_id": job.pk,
-                    "running": JobStatus.RUNNING,
-                    "number": attempt.number,
-                },
+                completion_params(attempt, result, now),
             )
             row = cursor.fetchone()
         if row and row[0]:
@@ -494,6 +484,21 @@ def complete_attempt(attempt: JobAttempt, result: dict[str, Any]) -> bool:
             return True
         transaction.set_rollback(True)  # a newer attempt owns the job now
         return False
+
+
+def completion_params(attempt: JobAttempt, result: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The parameters of both completion statements."""
+    return {
+        "succeeded": AttemptOutcome.SUCCEEDED,
+        "now": now,
+        "attempt_id": attempt.pk,
+        "running_attempt": AttemptOutcome.RUNNING,
+        "completed": JobStatus.COMPLETED,
+        "result": json.dumps(result),
+        "job_id": attempt.job.pk,
+        "running": JobStatus.RUNNING,
+        "number": attempt.number,
+    }
 
 
 def complete_unfollowed(attempt: JobAttempt, result: dict[str, Any], now: datetime) -> bool:
@@ -518,17 +523,7 @@ def complete_unfollowed(attempt: JobAttempt, result: dict[str, Any], now: dateti
             ), {counted("done", JobStatus.COMPLETED)}
             SELECT count(*) FROM done
             """,  # noqa: S608 - table names are ours
-            {
-                "succeeded": AttemptOutcome.SUCCEEDED,
-                "now": now,
-                "attempt_id": attempt.pk,
-                "running_attempt": AttemptOutcome.RUNNING,
-                "completed": JobStatus.COMPLETED,
-                "result": json.dumps(result),
-                "job_id": job.pk,
-                "running": JobStatus.RUNNING,
-                "number": attempt.number,
-            },
+            completion_params(attempt, result, now),
         )
         row = cursor.fetchone()
     if not (row and row[0]):

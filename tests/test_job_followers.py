@@ -78,9 +78,9 @@ def test_a_job_nobody_follows_is_claimed_and_completed_in_autocommit(failing_fol
     assert (job.status, job.attempts.count()) == (JobStatus.RUNNING, 1)
 
 
-def test_a_job_nobody_follows_costs_two_statements_outside_any_transaction() -> None:
-    lifecycle.followed()  # what a process loads once: the followed models' content types
-    job = services.enqueue("test_noop")
+def run_recording_statements(job: Job) -> list[tuple[str, bool]]:
+    """Deliver the job once; each SQL statement's first word, and whether it ran inside a
+    transaction."""
     statements: list[tuple[str, bool]] = []
 
     def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -91,6 +91,14 @@ def test_a_job_nobody_follows_costs_two_statements_outside_any_transaction() -> 
         runner.execute(
             job.pk, task_id=str(job.celery_task_id), retries=0, max_retries=5, worker="w"
         )
+    return statements
+
+
+def test_a_job_nobody_follows_costs_two_statements_outside_any_transaction() -> None:
+    lifecycle.followed()  # what a process loads once: the followed models' content types
+    job = services.enqueue("test_noop")
+
+    statements = run_recording_statements(job)
 
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
@@ -103,16 +111,8 @@ def test_an_identitys_status_follows_its_job_in_the_same_transaction(
     monkeypatch.setitem(registry._handlers, JobType.CREATE_DOMAIN_USER, lambda job: {})
     identity = make_identity(status=IdentityStatus.PROVISIONING)
     job = services.enqueue(JobType.CREATE_DOMAIN_USER, subject=identity)
-    statements: list[tuple[str, bool]] = []
 
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append((sql.split()[0], connection.in_atomic_block))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        runner.execute(
-            job.pk, task_id=str(job.celery_task_id), retries=0, max_retries=5, worker="w"
-        )
+    statements = run_recording_statements(job)
 
     identity.refresh_from_db()
     assert identity.status == IdentityStatus.PROVISIONED
