@@ -73,10 +73,16 @@ def record_attempt(
 def record_pacing(job_type: str, how: str, seconds: float) -> None:
     """A job waited for its rate limit in the attempt ("waited") or went back to its queue
     ("deferred"): count it and the seconds it cost."""
-    with shared_redis.batch("jobs.metrics.unrecorded") as pipe:
-        if pipe is not None:
-            pipe.hincrby(KEY, _SEP.join(("paced", job_type, how)), 1)
-            pipe.hincrbyfloat(KEY, _SEP.join(("paced_seconds", job_type, how)), seconds)
+    client = shared_redis.client()
+    if client is None:
+        return
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(KEY, _SEP.join(("paced", job_type, how)), 1)
+    pipe.hincrbyfloat(KEY, _SEP.join(("paced_seconds", job_type, how)), seconds)
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("jobs.metrics.unrecorded", extra={"error": type(exc).__name__})
 
 
 def read() -> dict[tuple[str, ...], float]:

@@ -10,16 +10,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobs import (
-    connections,
-    context,
-    delivery,
-    lifecycle,
-    metrics,
-    registry,
-    routing,
-    services,
-)
+from jobs import connections, context, delivery, lifecycle, metrics, registry, routing, services
 from jobs.errors import PermanentError, RateLimited, TransientError
 from jobs.models import AttemptOutcome, JobAttempt
 
